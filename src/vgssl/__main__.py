@@ -1,0 +1,5 @@
+import sys
+
+from vgssl.cli import main
+
+sys.exit(main())
