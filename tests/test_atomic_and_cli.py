@@ -18,9 +18,11 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left behind
 
 
-def test_atomic_write_text_creates_parents(tmp_path: Path) -> None:
+def test_atomic_write_text_creates_parents_with_ordinary_permissions(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "a" / "b.txt", "hi")
+    (tmp_path / "plain.txt").write_text("hi")
     assert (tmp_path / "a" / "b.txt").read_text() == "hi"
+    assert (tmp_path / "a" / "b.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
 
 
 def test_every_available_command_has_help() -> None:

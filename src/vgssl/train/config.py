@@ -1,0 +1,238 @@
+"""The training configuration: one YAML file validated by pydantic.
+
+Every mistake is reported as `file:line: key.path: message`, one line per problem, so a user fixes a config in
+one pass. Relative paths in the YAML resolve against the YAML file's directory, so a config travels with the
+corpus it names. The `model` section is `vgssl.model.config.ModelConfig` as is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from vgssl.errors import VgsslError
+from vgssl.model.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ModelConfig
+
+FRAME_WINDOW = 400  # samples under the first frame of either front-end
+
+
+class ConfigError(VgsslError):
+    """A training config cannot be read or does not validate; the message lists every problem."""
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    base_dir = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return Path(os.path.abspath(path))
+
+
+def _existing_file(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve_path(value, info)
+    if not path.is_file():
+        raise PydanticCustomError("file_not_found", "file not found: {path}", {"path": str(path)})
+    return path
+
+
+def _existing_dir(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve_path(value, info)
+    if not path.is_dir():
+        raise PydanticCustomError("dir_not_found", "directory not found: {path}", {"path": str(path)})
+    return path
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
+
+MixturePolicy = Literal["mono", "matched-total", "matched-per-language", "temperature"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ManifestSource(_Section):
+    manifest: ExistingFile
+    language: str | None = None  # fills entries whose manifest has no language column
+
+
+class DataConfig(_Section):
+    train: list[ManifestSource] = Field(min_length=1)
+    valid: list[ManifestSource] = []
+    mixture: MixturePolicy = "matched-total"
+    # The audio budget. mono: hours of the one language; matched-total: the run's total, hours / L per
+    # language; matched-per-language: hours per language; temperature: the run's total. None: as much as
+    # every language can match (mono and temperature: everything).
+    hours: PositiveFloat | None = None
+    temperature_alpha: float = Field(0.5, gt=0.0, le=1.0)
+    max_seconds: PositiveFloat = 8.0  # longer utterances are randomly cropped to this
+    min_seconds: NonNegativeFloat = 1.0  # shorter ones are dropped (and counted)
+    batch_seconds: PositiveFloat = 80.0  # per micro-batch and rank, padding included
+    on_bad_audio: Literal["skip", "fail"] = "skip"
+    on_wrong_sample_rate: Literal["resample", "fail"] = "resample"
+    num_workers: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _lengths_fit(self) -> DataConfig:
+        if self.batch_seconds < self.max_seconds:
+            raise ValueError(
+                f"batch_seconds ({self.batch_seconds}) must be at least max_seconds ({self.max_seconds}), "
+                "or a single cropped utterance could not fit in a batch"
+            )
+        if self.min_seconds >= self.max_seconds:
+            raise ValueError(
+                f"min_seconds ({self.min_seconds}) must be below max_seconds ({self.max_seconds})"
+            )
+        return self
+
+
+class OptimConfig(_Section):
+    lr: PositiveFloat = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: PositiveFloat = 1e-6
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_steps: NonNegativeInt = 1000
+    decay: Literal["linear", "cosine"] = "linear"
+    final_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # the learning rate at max_steps, relative to lr
+    clip_norm: PositiveFloat | None = 10.0
+    accumulation: PositiveInt = 1  # micro-batches per optimizer step and rank
+
+
+class CheckpointConfig(_Section):
+    every: PositiveInt = 1000
+    keep_last: PositiveInt = 2
+
+
+class LoggingConfig(_Section):
+    every: PositiveInt = 10
+    valid_every: PositiveInt = 1000
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class CollapseConfig(_Section):
+    enabled: bool = True
+    patience: PositiveInt = 200  # consecutive steps showing a symptom before the run stops
+    # Code perplexity is summed over codebook groups, so its floor is the number of groups.
+    perplexity_floor_ratio: float = Field(1.5, ge=1.0)
+    accuracy_ceiling: float = Field(0.99, gt=0.0, le=1.0)
+    loss_floor: NonNegativeFloat = 0.05  # contrastive loss per masked frame, in nats
+
+
+class TrainConfig(_Section):
+    run_dir: ResolvedPath
+    max_steps: PositiveInt
+    seed: int = 0
+    precision: Precision = "auto"
+    init_from_hf: ExistingDir | None = None
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
+    collapse: CollapseConfig = CollapseConfig()
+
+    @model_validator(mode="after")
+    def _clips_can_be_masked(self) -> TrainConfig:
+        # The model needs min_masks frames per utterance; its front-ends give floor((N - 400) / 320) + 1.
+        needed_samples = FRAME_WINDOW + (self.model.min_masks - 1) * SAMPLES_PER_FRAME
+        if self.data.min_seconds * SAMPLE_RATE < needed_samples:
+            raise ValueError(
+                f"data.min_seconds={self.data.min_seconds} lets through clips too short to mask "
+                f"model.min_masks={self.model.min_masks} frames; use at least "
+                f"{needed_samples / SAMPLE_RATE:g}"
+            )
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between the start of a run and its resumption: everything but `run_dir`."""
+        return self.model_dump(mode="json", exclude={"run_dir"})
+
+
+def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a YAML config. `overrides` maps dotted keys ("max_steps", "optim.lr") to values."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"config file {source} does not exist")
+    text = source.read_text(encoding="utf-8")
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
+        root_node = yaml.compose(text, Loader=_StrictLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (run_dir, data, model, ...)")
+    for dotted_key, value in (overrides or {}).items():
+        _set_dotted(raw, dotted_key.split("."), value)
+    try:
+        return TrainConfig.model_validate(raw, context={"base_dir": source.parent})
+    except ValidationError as error:
+        lines = [_format_error(source, root_node, problem) for problem in error.errors()]
+        raise ConfigError(f"{len(lines)} problem(s) in config {source}:\n" + "\n".join(lines)) from None
+
+
+def _format_error(source: Path, root_node: yaml.Node | None, problem: Mapping[str, Any]) -> str:
+    location = tuple(problem["loc"])
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+    line = _line_of(root_node, location)
+    where = f"{source}:{line}" if line is not None else str(source)
+    return f"{where}: {key or '(top level)'}: {problem['msg']}"
+
+
+def _line_of(node: yaml.Node | None, location: Sequence[str | int]) -> int | None:
+    """The 1-based YAML line of the deepest node on `location` that exists in the file."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in location:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((value for key, value in node.value if key.value == part), None)
+            if child is None:  # an unknown key is reported at the key itself
+                child = next((key for key, _ in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _set_dotted(raw: dict[str, Any], keys: Sequence[str], value: Any) -> None:
+    for key in keys[:-1]:
+        raw = raw.setdefault(key, {})
+    raw[keys[-1]] = value
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate keys, which plain YAML silently resolves to the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,103 @@
+"""torchrun / DDP setup: a process group only when WORLD_SIZE > 1; nccl on CUDA, gloo on CPU.
+
+Nothing here assumes one process, one GPU or a CPU: the device is `cuda:LOCAL_RANK` when CUDA is present.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from vgssl.errors import VgsslError
+
+LOGGER = logging.getLogger("vgssl.train")
+
+
+class ReplicaDriftError(VgsslError):
+    """The ranks' copies of the model are no longer identical."""
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> DistributedContext:
+    """Read torchrun's environment; join the process group when there is more than one rank."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def teardown_distributed(context: DistributedContext) -> None:
+    if context.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """Sum `tensor` over ranks in place (a no-op with one rank) and return it."""
+    if context.is_distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_objects(obj: Any, context: DistributedContext) -> list[Any]:
+    """Every rank's `obj`, indexed by rank (picklable objects; for rare, small messages)."""
+    if not context.is_distributed:
+        return [obj]
+    gathered: list[Any] = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.is_distributed:
+        dist.barrier()
+
+
+def check_replicas_identical(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Raise `ReplicaDriftError` on every rank unless all ranks hold bit-identical parameters and buffers.
+
+    DDP keeps replicas identical only if every rank applies the same update; anything rank-dependent that
+    touches the weights (FACTS: layer drop with transformers' model) makes them drift silently.
+    """
+    if not context.is_distributed:
+        return
+    tensors = [t.detach() for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()]
+    flat = torch.cat([t.reshape(-1).float() for t in tensors])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    differs = torch.tensor([0.0 if torch.equal(flat, reference) else 1.0], device=flat.device)
+    dist.all_reduce(differs, op=dist.ReduceOp.SUM)
+    if differs.item() > 0:
+        raise ReplicaDriftError(
+            f"{int(differs.item())} of {context.world_size} ranks hold parameters that differ from rank 0's: "
+            "the model replicas drifted apart. Set model.layer_drop to 0 and make sure every rank runs the "
+            "same code and config."
+        )
+    LOGGER.info("the model replicas of all %d ranks are identical", context.world_size)
