@@ -59,6 +59,9 @@ def test_anything_else_is_not_a_checkpoint(tmp_path: Path) -> None:
     random_file.write_bytes(torch.randint(0, 256, (1000,), dtype=torch.uint8).numpy().tobytes())
     with pytest.raises(NotACheckpointError, match="not a readable torch checkpoint"):
         load_model(random_file)
+    (tmp_path / "text.pt").write_text("a plain text file\n")  # torch.load raises KeyError on these
+    with pytest.raises(NotACheckpointError, match="not a readable torch checkpoint"):
+        load_model(tmp_path / "text.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(NotACheckpointError, match=r"keys \[state_dict\]"):
         load_model(tmp_path / "other.pt")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from vgssl.atomic import atomic_write_json, atomic_write_text
 from vgssl.corpus.audio import SAMPLE_RATE
 from vgssl.corpus.card import CARD_NAME, make_card
+from vgssl.corpus.difficulty import mfcc_phone_abx
 from vgssl.corpus.images import render_scene
 from vgssl.corpus.items import (
     LANGUAGE_HEADER,
@@ -210,7 +211,14 @@ def build_corpus(
         "workers": workers,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    log("measuring the corpus's difficulty (MFCC-39 phone ABX on the test items)")
+    difficulty = mfcc_phone_abx(partial, spec.languages)
     card = make_card(plan, records, item_counts, build_info)
+    card["difficulty"] = {
+        "measure": "phone ABX error % of per-utterance normalised MFCC-39, triphone items, within context, "
+        "angular distance with DTW, fastabx (max_size_group 10, max_x_across 5, seed 0)",
+        **difficulty,
+    }
     atomic_write_json(partial / CARD_NAME, card)
     _publish(partial, out)
     return card

@@ -123,9 +123,9 @@ def format_card(card: dict[str, Any]) -> str:
             f"of train audio; items {info['items']['phoneme']} phoneme / {info['items']['triphone']} triphone"
         )
     lines.append(f"  language-ABX segments: {card['language_items']['segments']}")
-    if "difficulty" in card:
-        for language, scores in card["difficulty"].items():
-            cells = ", ".join(f"{name} {value:.2f} %" for name, value in scores.items())
+    for language, scores in card.get("difficulty", {}).items():
+        if isinstance(scores, dict):
+            cells = ", ".join(f"{name.replace('_', ' ')} {value:.2f} %" for name, value in scores.items())
             lines.append(f"  [{language}] MFCC-39 phone ABX: {cells}")
     build = card.get("build", {})
     if "wall_seconds" in build:

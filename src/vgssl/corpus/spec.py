@@ -15,19 +15,19 @@ class CorpusSpecError(VgsslError):
 class CorpusSpec(BaseModel):
     """Sizes are per language unless stated. Defaults suit a multi-model study on a 2-core CPU.
 
-    1.5 h of audio-only training speech and 1,500 training images x 1 caption per language (about 1 h of
-    caption speech at ~2.4 s each) give more unique audio than a 10-20 CPU-minute SSL run sees (FACTS: most
+    1.25 h of audio-only training speech and 1,200 training images x 1 caption per language (about 1 h of
+    caption speech at ~2.8 s each) give more unique audio than a 10-20 CPU-minute SSL run sees (FACTS: most
     of the gain comes in the first few hundred steps), keep grounded audio a minority (about 40 %, the
-    "limited grounding" of the study) and keep the build near two minutes on 2 cores.
+    "limited grounding" of the study) and keep the build within a few minutes on 2 cores.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     languages: tuple[str, ...] = ("en", "fr")
-    hours: float = Field(1.5, description="audio-only training speech per language, in hours")
+    hours: float = Field(1.25, description="audio-only training speech per language, in hours")
     valid_fraction: float = Field(0.05, description="valid split size relative to train (audio and images)")
     test_minutes: float = Field(8.0, description="audio-only test speech per language (the ABX set)")
-    images: int = Field(1500, description="training images; valid and test images are added on top")
+    images: int = Field(1200, description="training images; valid and test images are added on top")
     test_images: int = Field(200, description="held-out images whose captions use test speakers")
     captions_per_image: int = Field(1, description="spoken captions per image and language")
     image_size: int = 128

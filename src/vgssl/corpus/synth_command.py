@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 HELP = "build the built-in multilingual spoken-caption corpus (speech, images, alignments, item files)"
 DESCRIPTION = (
@@ -16,6 +17,14 @@ DESCRIPTION = (
 
 def _languages(value: str) -> tuple[str, ...]:
     return tuple(code.strip() for code in value.split(",") if code.strip())
+
+
+def _range(value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {value!r}") from None
+    return low, high
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +47,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="clean speech: no noise, reverb, speed, timbre or pause transforms",
     )
+    parser.add_argument(
+        "--acoustics",
+        metavar="YAML",
+        default=None,
+        help="YAML of acoustics options overriding the realistic defaults (names as in corpus.json)",
+    )
+    parser.add_argument("--snr-db", type=_range, metavar="LOW,HIGH", help="additive-noise SNR range in dB")
+    parser.add_argument("--rt60", type=_range, metavar="LOW,HIGH", help="reverberation time range in seconds")
+    parser.add_argument("--speed", type=_range, metavar="LOW,HIGH", help="speed-perturbation factor range")
     parser.add_argument("--tiny", action="store_true", help="a preset that builds in seconds, for tests")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _acoustics_options(args: argparse.Namespace) -> object:
+    """The acoustics section: the defaults, then the YAML file, then the range flags."""
+    from vgssl.corpus.acoustics import AcousticsConfig
+    from vgssl.errors import BadOptionError
+
+    overrides: dict[str, object] = {}
+    if args.acoustics is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(args.acoustics).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise BadOptionError(f"--acoustics {args.acoustics}: cannot read it as YAML: {error}") from None
+        if not isinstance(loaded, dict):
+            raise BadOptionError(f"--acoustics {args.acoustics}: expected a mapping of option: value")
+        overrides.update(loaded)
+    flags = {"snr_db_range": args.snr_db, "rt60_s_range": args.rt60, "speed_factor_range": args.speed}
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    return AcousticsConfig(**overrides) if overrides else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise BadOptionError(f"--workers must be at least 1, got {args.workers}")
+    acoustics = _acoustics_options(args)
     spec = make_spec(
         tiny=args.tiny,
         languages=args.langs,
@@ -64,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         test_speakers=args.test_speakers,
         seed=args.seed,
         clean=args.clean or None,
+        acoustics=acoustics,
     )
     command = shlex.join(["vgssl", "synth", *sys.argv[2:]]) if len(sys.argv) > 1 else "vgssl synth"
     card = build_corpus(

@@ -9,7 +9,6 @@ or tensors.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import pydantic
@@ -64,7 +63,7 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     file = find_checkpoint(path)
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    except Exception as error:  # unpickling arbitrary bytes raises any type (KeyError, IndexError, ...)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise NotACheckpointError(f"{file} is not a readable torch checkpoint ({first_line})") from error
     if not isinstance(checkpoint, dict):

@@ -510,19 +510,17 @@ def _determiner(
 class _Subject:
     text: str
     person: Person
-    gender: Gender
 
 
 def _subject(rng: np.random.Generator) -> _Subject:
     kind = rng.random()
     if kind < 0.35:
         text, person = choose(rng, _PRONOUNS)
-        return _Subject(text, person, "f" if text.startswith("elle") else "m")
+        return _Subject(text, person)
     if kind < 0.5:
-        return _Subject(choose(rng, _NAMES), "3s", "m")
+        return _Subject(choose(rng, _NAMES), "3s")
     plural = rng.random() < 0.3
-    noun = choose(rng, _PEOPLE)
-    return _Subject(_person_phrase(rng, noun, plural), "3p" if plural else "3s", noun.gender)
+    return _Subject(_person_phrase(rng, choose(rng, _PEOPLE), plural), "3p" if plural else "3s")
 
 
 def _person_phrase(rng: np.random.Generator, noun: _Noun, plural: bool) -> str:
