@@ -115,7 +115,8 @@ def render_utterance(job: UtteranceJob, settings: RenderSettings, audio_root: Pa
         babble_pool=_babble_pool(settings) if config.noise_probability > 0 else (),
     )
     alignment = Alignment(_segments(paused.phones), _segments(paused.words)).scaled(result.time_scale)
-    write_wav(audio_root / job.relpath, result.audio, sample_rate=SAMPLE_RATE)
+    # Not durable per file: the builder publishes the whole corpus with one atomic rename.
+    write_wav(audio_root / job.relpath, result.audio, sample_rate=SAMPLE_RATE, durable=False)
     applied = {
         "rate": voice.rate,
         "pitch": voice.pitch,
