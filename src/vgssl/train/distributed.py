@@ -5,6 +5,7 @@ Nothing here assumes one process, one GPU or a CPU: the device is `cuda:LOCAL_RA
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def setup_distributed() -> DistributedContext:
 
 def teardown_distributed(context: DistributedContext) -> None:
     if context.is_distributed and dist.is_initialized():
+        # DDP's reducer and gloo's pending work hold tensors; if they are only freed at interpreter
+        # shutdown, gloo's threads abort the process ("terminate called without an active exception").
+        gc.collect()
         dist.destroy_process_group()
 
 
