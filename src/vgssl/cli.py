@@ -18,6 +18,7 @@ from vgssl.errors import VgsslError
 # Order is the data's path: corpus -> model -> train -> evaluate -> study.
 COMMANDS: dict[str, str] = {
     "synth": "vgssl.corpus.synth_command",
+    "check-images": "vgssl.corpus.check_images_command",
     "train": "vgssl.train.command",
     "export-hf": "vgssl.model.export_command",
     "extract": "vgssl.evaluate.extract_command",

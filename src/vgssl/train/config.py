@@ -3,6 +3,10 @@
 Every mistake is reported as `file:line: key.path: message`, one line per problem, so a user fixes a config in
 one pass. Relative paths in the YAML resolve against the YAML file's directory, so a config travels with the
 corpus it names. The `model` section is `vgssl.model.config.ModelConfig` as is.
+
+A VGS+ (visually grounded) run adds three sections: `grounding` (`vgssl.model.vgs.GroundingConfig` as is: the
+grounding branch and its loss), `captions` (the image–caption data) and `objective` (how the SSL and grounding
+losses combine, step by step). Without them the run is audio-only (SSL-A).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from vgssl.errors import VgsslError
 from vgssl.model.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ModelConfig
+from vgssl.model.vgs import GroundingConfig
 
 FRAME_WINDOW = 400  # samples under the first frame of either front-end
 
@@ -140,6 +145,52 @@ class CollapseConfig(_Section):
     loss_floor: NonNegativeFloat = 0.05  # contrastive loss per masked frame, in nats
 
 
+class CaptionSource(_Section):
+    captions: ExistingFile  # a SpokenCOCO-style JSON
+    language: str | None = None  # fills captions without a "lang" field (real SpokenCOCO has none)
+    audio_root: ExistingDir | None = None  # where its wav paths start (default: the JSON's directory)
+    image_root: ExistingDir | None = None  # where its image paths start (default: the JSON's directory)
+
+
+class CaptionDataConfig(_Section):
+    train: list[CaptionSource] = Field(min_length=1)
+    valid: CaptionSource | None = None  # speech–image retrieval is logged on it at logging.valid_every
+    # Caption languages to use. None: the languages of the run's audio-only training data.
+    languages: list[str] | None = None
+    # Precomputed image features (grounding.image_input: features), one directory for all splits.
+    image_features: ExistingDir | None = None
+    pairs_per_batch: PositiveInt = 32  # caption–image pairs per micro-batch and rank: the in-batch negatives
+    # "Limited grounding": keep a random subset of the captions whose audio is this fraction of all the
+    # training audio (captions + audio-only selection). None: every caption.
+    grounded_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    on_missing: Literal["fail", "skip"] = "fail"  # a caption whose wav or image is missing
+
+
+class LossWeights(_Section):
+    ssl: NonNegativeFloat = 1.0  # L_ssl on the audio-only batch
+    caption_ssl: NonNegativeFloat = 1.0  # L_ssl on the (masked) caption batch
+    vg: NonNegativeFloat = 1.0  # the speech–image contrastive loss
+
+
+class ObjectiveConfig(_Section):
+    """L = w_ssl · L_ssl(audio-only batch) + w_cap · L_ssl(caption batch) + w_vg · L_vg, per step.
+
+    `joint`: every step has both batches. `ssl-then-joint`: audio-only steps first (`audio_only_steps`),
+    then joint. `interleave`: a fraction `caption_step_fraction` of the steps are caption steps (caption
+    batch only: w_cap · L_ssl + w_vg · L_vg), the others audio-only steps; exactly that fraction of every
+    `interleave_block` steps, at positions drawn from (seed, block), so every rank agrees without talking.
+    `weighting: uncertainty` learns one log-variance s_i per term: L = Σ w_i · exp(−s_i) · L_i + s_i
+    (Kendall et al., 2018), in place of the paper's fixed weights.
+    """
+
+    schedule: Literal["joint", "ssl-then-joint", "interleave"] = "joint"
+    audio_only_steps: NonNegativeInt = 0
+    caption_step_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    interleave_block: PositiveInt = 100
+    weights: LossWeights = LossWeights()
+    weighting: Literal["fixed", "uncertainty"] = "fixed"
+
+
 class TrainConfig(_Section):
     run_dir: ResolvedPath
     max_steps: PositiveInt
@@ -152,6 +203,38 @@ class TrainConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
     collapse: CollapseConfig = CollapseConfig()
+    grounding: GroundingConfig | None = None
+    captions: CaptionDataConfig | None = None
+    objective: ObjectiveConfig | None = None  # None with grounding: ObjectiveConfig's defaults
+
+    @model_validator(mode="after")
+    def _grounding_is_complete(self) -> TrainConfig:
+        if (self.grounding is None) != (self.captions is None):
+            raise ValueError(
+                "a grounded (VGS+) run needs both a grounding section and a captions section; an audio-only "
+                "run has neither"
+            )
+        if self.grounding is None:
+            if self.objective is not None:
+                raise ValueError("objective applies to grounded runs only: add grounding and captions")
+            return self
+        assert self.captions is not None  # checked above
+        uses_features = self.grounding.image_input == "features"
+        if uses_features != (self.captions.image_features is not None):
+            raise ValueError(
+                "grounding.image_input: features needs captions.image_features (a feature directory), and "
+                "captions.image_features needs grounding.image_input: features"
+            )
+        try:
+            self.grounding.resolved_tap_layer(self.model)
+        except VgsslError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def grounded_objective(self) -> ObjectiveConfig:
+        """The objective of a grounded run (its defaults when the section is left out)."""
+        return self.objective or ObjectiveConfig()
 
     @model_validator(mode="after")
     def _clips_can_be_masked(self) -> TrainConfig:

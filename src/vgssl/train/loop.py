@@ -1,12 +1,10 @@
-"""The self-supervised training loop: one process or many under torchrun, CPU or CUDA.
+"""The training loop, audio-only (SSL-A) or visually grounded (VGS+): one process or many under torchrun.
 
-A step, on every rank: M micro-batches, each seeded from (seed, step, global micro-batch index) and run
-forward and backward on the loss SUMS the model returns (DDP averages gradients on the last micro-batch
-only); one all-reduce of the step's totals (masked frames, loss sums, statistics, a non-finite flag); the
-gradients are scaled by world_size / global masked frames, which turns DDP's average of sums into the loss
-of one big batch (DESIGN §6.2); clipping; the AdamW update; the schedule. Seeding per micro-batch from its
-global index makes a run's masks and dropout independent of how the global batch is split over ranks and
-accumulation, and makes resumption exact.
+A step, on every rank: the gradients of the step's loss (`vgssl.train.gradients`: M micro-batches per
+phase, loss sums normalised by global counts, so DDP and accumulation equal one big batch); clipping; the
+AdamW update; the schedule. A grounded run draws each step's kind (audio-only, caption-only or joint) from
+`vgssl.train.objective`, feeds caption batches (`vgssl.train.captions`) besides the audio ones, reports the
+grounded fraction of the training audio it has seen, and logs speech–image retrieval on the valid captions.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vgssl.atomic import atomic_write_json
+from vgssl.corpus.spokencoco import read_caption_set
 from vgssl.errors import VgsslError
+from vgssl.evaluate.retrieval import embed_caption_set, retrieval_scores
 from vgssl.model.config import SAMPLE_RATE
 from vgssl.model.pretrained import CHECKPOINT_FORMAT, init_from_hf
+from vgssl.model.vgs import VgsModel
 from vgssl.model.wav2vec2 import Wav2Vec2
+from vgssl.train.captions import (
+    CaptionBatch,
+    CaptionDataError,
+    CaptionDataset,
+    PairBatchSampler,
+    collate_captions,
+    limit_grounding,
+    load_caption_pairs,
+    open_image_source,
+)
 from vgssl.train.checkpoint import (
     capture_rng_state,
     last_checkpoint_path,
@@ -54,33 +65,23 @@ from vgssl.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
+from vgssl.train.gradients import (
+    VALID_STREAM,
+    GroundedTotals,
+    NonFiniteLossError,
+    accumulate_gradients,
+    grounded_gradients,
+    micro_batch_seed,
+)
 from vgssl.train.metrics import IntervalMeans, MetricsLogger
-from vgssl.train.mixture import select_mixture
+from vgssl.train.mixture import Selection, select_mixture
+from vgssl.train.objective import TERMS, LossWeighting, StepKind, step_kind
 from vgssl.train.sampler import BucketBatchSampler
 from vgssl.train.schedule import lr_scale
 
 LOGGER = logging.getLogger("vgssl.train")
 SELECTION_FILE = "selection.json"
 LOG_FILE = "train.log"
-
-# The step totals that are all-reduced together, in this order.
-TOTALS = (
-    "contrastive",
-    "diversity",
-    "num_masked",
-    "correct",
-    "code_perplexity",
-    "prob_perplexity",
-    "temperature",
-    "fraction_masked",
-    "micro_batches",
-    "audio_samples",
-    "non_finite",
-)
-
-
-class NonFiniteLossError(VgsslError):
-    """The loss or the gradient became NaN or infinite; the last checkpoint is left intact."""
 
 
 class EmptyBatchError(VgsslError):
@@ -107,7 +108,10 @@ def train(config: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
             prepare_run_dir(config)
         barrier(context)
         with _log_to_run_dir(config.run_dir, context):
-            return Trainer(config, context).run(stop_at=stop_at)
+            result = Trainer(config, context).run(stop_at=stop_at)
+        # Leave together: a rank that tears gloo down while another still talks to it can abort the job.
+        barrier(context)
+        return result
     finally:
         teardown_distributed(context)
 
@@ -148,13 +152,6 @@ class _TqdmAwareHandler(logging.Handler):
             self.handleError(record)
 
 
-def micro_batch_seed(seed: int, step: int, global_index: int, *, stream: int = 0) -> int:
-    """The torch seed of one micro-batch: a pure function of the run seed, the step and its global index."""
-    return int(
-        np.random.SeedSequence([seed, stream, step, global_index]).generate_state(1, dtype=np.uint64)[0]
-    )
-
-
 def resolve_autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA by default; on CPU only when asked (FACTS: it halves the step time where the
     CPU has native bf16, but other CPUs emulate it slowly)."""
@@ -175,76 +172,6 @@ def _cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def accumulate_gradients(
-    model: nn.Module,
-    micro_batches: Sequence[Batch],
-    *,
-    seed: int,
-    step: int,
-    context: DistributedContext,
-    autocast_dtype: torch.dtype | None,
-) -> dict[str, float]:
-    """Forward and backward every micro-batch (loss sums, DDP sync on the last), then scale the gradients to
-    the loss of one big batch: the sum over all ranks and micro-batches divided by the global masked count.
-
-    Returns the step's global totals (`TOTALS`). Raises `NonFiniteLossError` on every rank if any rank saw a
-    non-finite loss, before the gradients are used.
-    """
-    totals = torch.zeros(len(TOTALS), dtype=torch.float64)
-    non_finite_ids: list[str] = []
-    for index, batch in enumerate(micro_batches):
-        global_index = index * context.world_size + context.rank
-        torch.manual_seed(micro_batch_seed(seed, step, global_index))
-        last = index == len(micro_batches) - 1
-        defer_sync = not last and isinstance(model, DistributedDataParallel)
-        with model.no_sync() if defer_sync else contextlib.nullcontext():
-            with torch.autocast(
-                context.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-            ):
-                output = model(
-                    batch.wav.to(context.device, non_blocking=True),
-                    batch.padding_mask.to(context.device, non_blocking=True),
-                    mask=True,
-                )
-            loss = sum(output.losses.values())
-            loss.backward()
-        values = torch.stack(
-            [
-                output.losses["ssl/contrastive"].detach().double(),
-                output.losses["ssl/diversity"].detach().double(),
-                output.num_masked.double(),
-                output.stats["ssl/accuracy"].double() * output.num_masked,
-                output.stats["ssl/code_perplexity"].double(),
-                output.stats["ssl/prob_perplexity"].double(),
-                output.stats["ssl/temperature"].double(),
-                output.stats["ssl/fraction_masked"].double(),
-            ]
-        ).cpu()
-        totals[:8] += values
-        totals[8] += 1
-        totals[9] += batch.audio_samples
-        if not math.isfinite(float(loss.detach())):
-            totals[10] += 1
-            non_finite_ids += batch.utt_ids
-    totals = all_reduce_sum(totals.to(context.device), context)
-    summed = dict(zip(TOTALS, totals.cpu().tolist(), strict=True))
-    if summed["non_finite"] > 0:
-        reports = [
-            report for report in all_gather_objects((context.rank, non_finite_ids), context) if report[1]
-        ]
-        where = "; ".join(f"rank {rank}: {', '.join(ids)}" for rank, ids in reports)
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step + 1} in batches with utterances [{where}]. The parameters were "
-            "not updated and the last checkpoint is intact. Check these files, lower optim.lr, or use "
-            "precision fp32."
-        )
-    scale = context.world_size / max(summed["num_masked"], 1.0)
-    for parameter in model.parameters():
-        if parameter.grad is not None:
-            parameter.grad.mul_(scale)
-    return summed
-
-
 class Trainer:
     """One run: data, model, optimizer, checkpoints, metrics. Construct on every rank, then `run()`.
 
@@ -259,15 +186,27 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.position = 0  # micro-batches of `epoch` this rank has consumed
+        self.caption_epoch = 0  # the same two for the caption batches of a grounded run
+        self.caption_position = 0
+        self.seconds_seen = {"audio": 0.0, "captions": 0.0}  # training audio of all ranks, so far
         self.best_valid_loss: float | None = None
         self.bad_audio: dict[str, str] = {}  # this rank's skipped files: utterance id -> problem
 
         random.seed(config.seed)
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.model = Wav2Vec2(config.model)
+        self.model: Wav2Vec2 | VgsModel
+        self.weighting: LossWeighting | None = None
+        if config.grounding is None:
+            self.model = Wav2Vec2(config.model)
+            audio_encoder = self.model
+        else:
+            # The audio encoder is built first, so it starts from the weights an audio-only run starts from.
+            self.model = VgsModel(config.model, config.grounding)
+            audio_encoder = self.model.audio
+            self.weighting = LossWeighting(config.grounded_objective).to(context.device)
         if config.init_from_hf is not None and self.checkpoint is None:
-            init_from_hf(self.model, config.init_from_hf)
+            init_from_hf(audio_encoder, config.init_from_hf)
             LOGGER.info("initialised the model from %s", config.init_from_hf)
         self.model.to(context.device)
         self.autocast_dtype = resolve_autocast_dtype(config.precision, context.device)
@@ -301,6 +240,8 @@ class Trainer:
             seed=config.seed,
             sample_rate=SAMPLE_RATE,
         )
+        self.valid_captions = None
+        caption_summary = self._build_caption_data(selection) if config.captions is not None else None
         if self.context.is_main:
             for language, count in sorted(train_split.dropped_short.items()):
                 LOGGER.info(
@@ -314,6 +255,8 @@ class Trainer:
                 **selection.to_json(),
                 "dropped_short": train_split.dropped_short,
             }
+            if caption_summary is not None:
+                summary["captions"] = caption_summary
             atomic_write_json(self.run_dir / SELECTION_FILE, summary)
         max_samples = round(data.max_seconds * SAMPLE_RATE)
         self.train_set = AudioDataset(
@@ -352,16 +295,92 @@ class Trainer:
                 drop_uneven=False,
             )
 
+    def _build_caption_data(self, audio: Selection) -> dict[str, object]:
+        """The caption pairs, dataset and sampler of a grounded run; returns their summary."""
+        config, data = self.config, self.config.data
+        captions, grounding = config.captions, config.grounding
+        assert captions is not None and grounding is not None  # only called for grounded runs
+        languages = captions.languages or [share.language for share in audio.shares]
+        audio_seconds = sum(share.selected_seconds for share in audio.shares)
+        available = load_caption_pairs(
+            captions.train,
+            languages=languages,
+            min_seconds=data.min_seconds,
+            sample_rate=SAMPLE_RATE,
+            on_missing=captions.on_missing,
+            on_bad_audio=data.on_bad_audio,
+            require_image_files=grounding.image_input == "pixels",
+        )
+        if not available.pairs:
+            raise CaptionDataError(
+                f"no usable caption in languages {', '.join(languages)} in "
+                f"{', '.join(str(source.captions) for source in captions.train)}; check captions.languages"
+            )
+        chosen = limit_grounding(
+            available,
+            grounded_fraction=captions.grounded_fraction,
+            audio_seconds=audio_seconds,
+            seed=config.seed,
+        )
+        reached = chosen.grounded_fraction(audio_seconds)
+        if self.context.is_main:
+            LOGGER.info(
+                "captions: %d pairs of %d images, %.3f h (of %.3f h usable); %.1f %% of the training audio "
+                "has an image",
+                len(chosen.pairs),
+                len({pair.image.image_id for pair in chosen.pairs}),
+                chosen.seconds / 3600,
+                available.seconds / 3600,
+                100 * reached,
+            )
+            if captions.grounded_fraction is not None and reached < captions.grounded_fraction - 0.01:
+                LOGGER.warning(
+                    "captions.grounded_fraction asks for %.1f %% but all usable captions give only %.1f %%",
+                    100 * captions.grounded_fraction,
+                    100 * reached,
+                )
+        self.image_source = open_image_source(grounding, captions)
+        self.caption_set = CaptionDataset(
+            chosen.pairs,
+            image_source=self.image_source,
+            max_samples=round(data.max_seconds * SAMPLE_RATE),
+            seed=config.seed,
+            sample_rate=SAMPLE_RATE,
+            on_wrong_sample_rate=data.on_wrong_sample_rate,
+        )
+        self.caption_sampler = PairBatchSampler(
+            len(chosen.pairs),
+            pairs_per_batch=captions.pairs_per_batch,
+            seed=config.seed,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            accumulation=config.optim.accumulation,
+        )
+        if captions.valid is not None:
+            self.valid_captions = read_caption_set(
+                captions.valid.captions,
+                languages=languages,
+                default_language=captions.valid.language,
+                audio_root=captions.valid.audio_root,
+                image_root=captions.valid.image_root,
+                on_missing=captions.on_missing,
+                require_image_files=grounding.image_input == "pixels",
+            )
+        return chosen.to_json(audio_seconds)
+
     def _build_optimizer(self) -> None:
         optim = self.config.optim
         # Weight decay on matrices only: decaying biases, norms and the mask embedding only hurts.
         decayed = [p for p in self.model.parameters() if p.ndim >= 2]
         others = [p for p in self.model.parameters() if p.ndim < 2]
+        groups = [
+            {"params": decayed, "weight_decay": optim.weight_decay},
+            {"params": others, "weight_decay": 0.0},
+        ]
+        if self.weighting is not None and self.weighting.adaptive:
+            groups.append({"params": list(self.weighting.parameters()), "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decayed, "weight_decay": optim.weight_decay},
-                {"params": others, "weight_decay": 0.0},
-            ],
+            groups,
             lr=optim.lr,
             betas=optim.betas,
             eps=optim.eps,
@@ -389,7 +408,15 @@ class Trainer:
                 f"number (torchrun --nproc_per_node {state['world_size']}), or start a new run with another "
                 "--run-dir"
             )
-        self.model.load_state_dict(state["model"])
+        if isinstance(self.model, VgsModel):
+            self.model.load_checkpoint_entries(state)
+            assert self.weighting is not None  # grounded runs have one
+            self.weighting.load_state_dict(state["loss_weighting"])
+            self.caption_epoch = state["caption_epoch"]
+            self.caption_position = state["caption_position"]
+            self.seconds_seen = dict(state["seconds_seen"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
@@ -418,11 +445,12 @@ class Trainer:
             )
             return TrainResult(self.run_dir, self.step, False, self.best_valid_loss)
         if self.context.is_distributed:
-            # Layer drop leaves layers unused on some ranks; DDP must be told, or it waits for their grads.
+            # Layer drop leaves layers unused on some ranks, and a grounded model's SSL and grounding passes
+            # each leave the other's branch unused; DDP must be told, or it waits for their gradients.
             network: nn.Module = DistributedDataParallel(
                 self.model,
                 device_ids=[self.context.device.index] if self.context.device.type == "cuda" else None,
-                find_unused_parameters=config.model.layer_drop > 0,
+                find_unused_parameters=config.model.layer_drop > 0 or config.grounding is not None,
             )
         else:
             network = self.model
@@ -464,18 +492,37 @@ class Trainer:
     def _train_until(self, end: int, network: nn.Module, metrics: MetricsLogger, progress: tqdm) -> None:
         config = self.config
         means = IntervalMeans()
-        interval_audio, interval_start = 0.0, time.perf_counter()
+        interval_seconds = {"audio": 0.0, "captions": 0.0}
+        interval_start = time.perf_counter()
         network.train()
-        for micro_batches in self._steps():
+        audio_steps = self._steps()
+        caption_steps = self._caption_steps() if self.weighting is not None else None
+        while True:
             lr = self.optimizer.param_groups[0]["lr"]
-            totals = accumulate_gradients(
-                network,
-                micro_batches,
-                seed=config.seed,
-                step=self.step,
-                context=self.context,
-                autocast_dtype=self.autocast_dtype,
-            )
+            if caption_steps is None:
+                totals = accumulate_gradients(
+                    network,
+                    next(audio_steps),
+                    seed=config.seed,
+                    step=self.step,
+                    context=self.context,
+                    autocast_dtype=self.autocast_dtype,
+                )
+                values = _ssl_metrics(totals)
+                seconds = {"audio": _audio_seconds(totals), "captions": 0.0}
+                guarded = values
+            else:
+                kind = step_kind(self.step, config.grounded_objective, seed=config.seed)
+                grounded = self._grounded_step(network, kind, audio_steps, caption_steps)
+                values = _grounded_metrics(grounded, kind, self.weighting)
+                seconds = {
+                    "audio": _audio_seconds(grounded.audio),
+                    "captions": _audio_seconds(grounded.captions),
+                }
+                # The collapse guard watches the audio-only SSL phase (caption-only steps: the caption one).
+                ssl_phase = grounded.audio if grounded.audio is not None else grounded.captions
+                assert ssl_phase is not None  # every step has audio-only or caption batches
+                guarded = _ssl_metrics(ssl_phase)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(),
                 config.optim.clip_norm if config.optim.clip_norm is not None else math.inf,
@@ -492,22 +539,34 @@ class Trainer:
             self.step += 1
             self.model.set_num_updates(self.step)
 
-            values = _step_metrics(totals, grad_norm=float(grad_norm), lr=lr)
+            values |= {"gnorm": float(grad_norm), "lr": lr}
             means.add(values)
-            interval_audio += totals["audio_samples"] / SAMPLE_RATE
+            for source, amount in seconds.items():
+                interval_seconds[source] += amount
+                self.seconds_seen[source] += amount
             progress.update(1)
-            progress.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.2f}", refresh=False)
+            progress.set_postfix(
+                loss=f"{values['loss']:.3f}", acc=f"{guarded['accuracy']:.2f}", refresh=False
+            )
             if self.step % config.logging.every == 0 or self.step == end:
                 logged = means.pop()
                 elapsed = time.perf_counter() - interval_start
+                interval_audio = sum(interval_seconds.values())
                 logged["audio_seconds_per_second"] = interval_audio / elapsed
+                if caption_steps is not None:
+                    # The share of the training audio with an image: this interval's, and the run's so far.
+                    logged["grounded_fraction"] = interval_seconds["captions"] / max(interval_audio, 1e-9)
+                    logged["grounded_fraction_so_far"] = self.seconds_seen["captions"] / max(
+                        sum(self.seconds_seen.values()), 1e-9
+                    )
                 metrics.log("train", self.step, logged)
-                interval_audio, interval_start = 0.0, time.perf_counter()
+                interval_seconds = {"audio": 0.0, "captions": 0.0}
+                interval_start = time.perf_counter()
             self.guard.update(
                 step=self.step,
-                code_perplexity=values["code_perplexity"],
-                accuracy=values["accuracy"],
-                contrastive_loss=values["contrastive"],
+                code_perplexity=guarded["code_perplexity"],
+                accuracy=guarded["accuracy"],
+                contrastive_loss=guarded["contrastive"],
             )
             self._validate_and_save(end, network, metrics)
             if self.step >= end:
@@ -533,12 +592,57 @@ class Trainer:
                     yield micro_batches
                     micro_batches = []
 
-    def _loader(self, dataset: AudioDataset, sampler: BucketBatchSampler) -> DataLoader:
+    def _grounded_step(
+        self,
+        network: nn.Module,
+        kind: StepKind,
+        audio_steps: Iterator[list[Batch]],
+        caption_steps: Iterator[list[CaptionBatch]],
+    ) -> GroundedTotals:
+        """The gradients of one grounded step; each data stream advances only when the step uses it."""
+        assert self.weighting is not None  # grounded runs have one
+        return grounded_gradients(
+            network,
+            self.weighting,
+            audio_batches=next(audio_steps) if kind != "captions" else [],
+            caption_batches=next(caption_steps) if kind != "audio" else [],
+            seed=self.config.seed,
+            step=self.step,
+            context=self.context,
+            autocast_dtype=self.autocast_dtype,
+        )
+
+    def _caption_steps(self) -> Iterator[list[CaptionBatch]]:
+        """`_steps` for the caption batches of a grounded run, with their own epoch and position."""
+        accumulation = self.config.optim.accumulation
+        while True:
+            self.caption_set.set_epoch(self.caption_epoch)
+            self.caption_sampler.set_epoch(self.caption_epoch, start=self.caption_position)
+            epoch_length = len(self.caption_sampler.rank_batches(self.caption_epoch))
+            micro_batches: list[CaptionBatch] = []
+            for batch in self._loader(self.caption_set, self.caption_sampler, collate=collate_captions):
+                self.caption_position += 1
+                self._handle_problems(batch.audio)
+                micro_batches.append(batch)
+                if len(micro_batches) == accumulation:
+                    self._refuse_empty([batch.audio for batch in micro_batches])
+                    if self.caption_position == epoch_length:
+                        self.caption_epoch, self.caption_position = self.caption_epoch + 1, 0
+                    yield micro_batches
+                    micro_batches = []
+
+    def _loader(
+        self,
+        dataset: torch.utils.data.Dataset,
+        sampler: BucketBatchSampler | PairBatchSampler,
+        *,
+        collate: Callable[[Sequence[Any]], Any] = collate_batch,
+    ) -> DataLoader:
         workers = self.config.data.num_workers
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=collate_batch,
+            collate_fn=collate,
             num_workers=workers,
             pin_memory=self.context.device.type == "cuda",
             persistent_workers=False,
@@ -570,8 +674,15 @@ class Trainer:
         config = self.config
         last = self.step >= end
         valid_loss = None
-        if self.valid_set is not None and (self.step % config.logging.valid_every == 0 or last):
-            valid_loss = self._validate(metrics)
+        if self.step % config.logging.valid_every == 0 or last:
+            values: dict[str, float] = {}
+            if self.valid_set is not None:
+                values = self._validate()
+                valid_loss = values["loss"]
+            if self.valid_captions is not None:
+                values |= self._validate_retrieval()
+            if values:
+                metrics.log("valid", self.step, values)
         is_best = valid_loss is not None and (
             self.best_valid_loss is None or valid_loss < self.best_valid_loss
         )
@@ -582,7 +693,7 @@ class Trainer:
         network.train()
 
     @torch.no_grad()
-    def _validate(self, metrics: MetricsLogger) -> float:
+    def _validate(self) -> dict[str, float]:
         """Loss over the whole validation set, with fixed masks, so evaluations are comparable."""
         self.model.eval()
         totals = torch.zeros(4, dtype=torch.float64)
@@ -592,7 +703,7 @@ class Trainer:
             if len(batch) == 0:
                 continue
             global_index = index * self.context.world_size + self.context.rank
-            torch.manual_seed(micro_batch_seed(self.config.seed, 0, global_index, stream=1))
+            torch.manual_seed(micro_batch_seed(self.config.seed, 0, global_index, stream=VALID_STREAM))
             with torch.autocast(
                 self.context.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
             ):
@@ -616,9 +727,43 @@ class Trainer:
             "diversity": diversity / count,
             "accuracy": correct / count,
         }
-        metrics.log("valid", self.step, values)
         LOGGER.info("step %d: valid loss %.4f, accuracy %.3f", self.step, values["loss"], values["accuracy"])
-        return values["loss"]
+        return values
+
+    def _validate_retrieval(self) -> dict[str, float]:
+        """Recall@k on the valid captions as "<language>/<direction>_R@k", computed by rank 0 alone."""
+        values: dict[str, float] = {}
+        if self.context.is_main:
+            assert isinstance(self.model, VgsModel) and self.valid_captions is not None
+            embeddings = embed_caption_set(
+                self.model,
+                self.valid_captions,
+                self.image_source,
+                device=self.context.device,
+                batch_seconds=self.config.data.batch_seconds,
+            )
+            for name, scores in retrieval_scores(embeddings).items():
+                for direction in ("speech_to_image", "image_to_speech"):
+                    for k, recall in scores[direction].items():
+                        values[f"{name}/{direction}_{k}"] = recall
+                LOGGER.info(
+                    "step %d: retrieval %s (%d images): speech->image R@1 %.1f %%, R@10 %.1f %% "
+                    "(chance %.1f %%)",
+                    self.step,
+                    name,
+                    scores["images"],
+                    scores["speech_to_image"]["R@1"],
+                    scores["speech_to_image"]["R@10"],
+                    scores["chance"]["speech_to_image"]["R@10"],
+                )
+        barrier(self.context)
+        return values
+
+    def _model_entries(self) -> dict[str, Any]:
+        """The model part of a checkpoint: the audio encoder always under "model_config" and "model"."""
+        if isinstance(self.model, VgsModel):
+            return self.model.checkpoint_entries()
+        return {"model_config": self.config.model.model_dump(mode="json"), "model": self.model.state_dict()}
 
     def _save(self, *, is_best: bool) -> None:
         check_replicas_identical(self.model, self.context)
@@ -627,8 +772,7 @@ class Trainer:
         if self.context.is_main:
             state = {
                 "format": CHECKPOINT_FORMAT,
-                "model_config": self.config.model.model_dump(mode="json"),
-                "model": self.model.state_dict(),
+                **self._model_entries(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
@@ -639,6 +783,13 @@ class Trainer:
                 "train_config": self.config.identity(),
                 "ranks": ranks,
             }
+            if self.weighting is not None:
+                state |= {
+                    "loss_weighting": self.weighting.state_dict(),
+                    "caption_epoch": self.caption_epoch,
+                    "caption_position": self.caption_position,
+                    "seconds_seen": dict(self.seconds_seen),
+                }
             path = save_checkpoint(
                 state,
                 self.run_dir,
@@ -650,7 +801,13 @@ class Trainer:
         barrier(self.context)
 
 
-def _step_metrics(totals: dict[str, float], *, grad_norm: float, lr: float) -> dict[str, float]:
+def _audio_seconds(totals: dict[str, float] | None) -> float:
+    """Seconds of audio (all ranks) a phase trained on; 0 for a phase the step did not run."""
+    return totals["audio_samples"] / SAMPLE_RATE if totals is not None else 0.0
+
+
+def _ssl_metrics(totals: dict[str, float]) -> dict[str, float]:
+    """fairseq's names for the totals of an SSL phase (`gradients.TOTALS`)."""
     count = max(totals["num_masked"], 1.0)
     micro_batches = totals["micro_batches"]
     return {
@@ -662,6 +819,30 @@ def _step_metrics(totals: dict[str, float], *, grad_norm: float, lr: float) -> d
         "prob_perplexity": totals["prob_perplexity"] / micro_batches,
         "temp": totals["temperature"] / micro_batches,
         "fraction_masked": totals["fraction_masked"] / micro_batches,
-        "gnorm": grad_norm,
-        "lr": lr,
     }
+
+
+def _grounded_metrics(totals: GroundedTotals, kind: StepKind, weighting: LossWeighting) -> dict[str, float]:
+    """A grounded step's metrics: `loss` is the weighted total; the audio-only SSL phase keeps fairseq's names
+    (its loss as `ssl_loss`), the caption SSL phase has them prefixed `caption_`, the grounding loss `vg_`."""
+    values = {"loss": weighting.objective_value(totals.losses), "caption_step": float(kind != "audio")}
+    if totals.audio is not None:
+        ssl = _ssl_metrics(totals.audio)
+        ssl["ssl_loss"] = ssl.pop("loss")
+        values |= ssl
+    if totals.captions is not None:
+        values |= {f"caption_{key}": value for key, value in _ssl_metrics(totals.captions).items()}
+    if totals.grounding is not None:
+        vg = totals.grounding
+        pairs = max(vg["num_pairs"], 1.0)
+        values |= {
+            "vg_loss": totals.losses["vg"],
+            "vg_audio_to_image": vg["audio_to_image"] / pairs,
+            "vg_image_to_audio": vg["image_to_audio"] / pairs,
+            "vg_accuracy_audio_to_image": vg["correct_audio_to_image"] / pairs,
+            "vg_accuracy_image_to_audio": vg["correct_image_to_audio"] / pairs,
+            "vg_temperature": vg["temperature"] / vg["micro_batches"],
+        }
+    if weighting.adaptive:
+        values |= {f"weight_{term}": weighting.weight(term) for term in TERMS}
+    return values

@@ -1,0 +1,115 @@
+"""The audio grounding branch and the speech–image contrastive loss (FaST-VGS+'s coarse matching).
+
+`AudioGroundingHead` pools one hidden layer of the SSL encoder — computed on UNMASKED audio — into one
+vector: a small pre-LN transformer over the frames with a learned CLS token (FaST-VGS+), or attention
+pooling (one learned score per frame). Padding frames never contribute.
+
+`margin_info_nce` is the symmetric margin-InfoNCE loss over the in-batch pairs. On the scale of its margin:
+FaST-VGS+ scores a pair by the raw dot product of two unnormalised 768-d vectors and subtracts the margin
+(1.0) from the positive's score before the softmax, so its margin is in *logit* units (nats) on an unbounded
+scale that grows with the vectors' norms. Here the joint space is the unit sphere: a pair's logit is
+`scale · cos(audio, image)` with `scale = 1 / temperature` (learnable by default, CLIP-style, capped at 100),
+and the margin is subtracted from the positive's logit. Margin 1.0 thus keeps its FaST-VGS+ meaning — the
+positive must beat every negative by one nat — while similarities stay bounded; at temperature 0.07 it is a
+margin of 0.07 in cosine. A margin of 1.0 on the cosine itself would be half its whole range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Pooling = Literal["cls", "attention"]
+
+
+class AudioGroundingHead(nn.Module):
+    """(B, T, D) hidden states of one SSL layer -> (B, out_dim) utterance vectors (unnormalised)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        *,
+        pooling: Pooling,
+        layers: int,
+        heads: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.pooling = pooling
+        self.input = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim))
+        if pooling == "cls":
+            self.cls_token = nn.Parameter(torch.randn(out_dim) * 0.02)
+            self.blocks = nn.ModuleList(
+                nn.TransformerEncoderLayer(
+                    out_dim,
+                    heads,
+                    dim_feedforward=4 * out_dim,
+                    dropout=dropout,
+                    activation="gelu",
+                    batch_first=True,
+                    norm_first=True,
+                )
+                for _ in range(layers)
+            )
+            self.final_norm = nn.LayerNorm(out_dim)
+        else:
+            self.frame_score = nn.Linear(out_dim, 1)
+        self.output = nn.Linear(out_dim, out_dim)
+
+    def forward(self, hidden: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """`padding_mask` (B, T): True = padding frame; None when no utterance is padded."""
+        x = self.input(hidden)
+        if self.pooling == "cls":
+            batch = x.shape[0]
+            x = torch.cat([self.cls_token.to(x.dtype).expand(batch, 1, -1), x], dim=1)
+            key_padding = None
+            if padding_mask is not None:
+                key_padding = torch.cat([padding_mask.new_zeros(batch, 1), padding_mask], dim=1)
+            for block in self.blocks:
+                x = block(x, src_key_padding_mask=key_padding)
+            pooled = self.final_norm(x[:, 0])
+        else:
+            scores = self.frame_score(x).squeeze(-1).float()
+            if padding_mask is not None:
+                scores = scores.masked_fill(padding_mask, float("-inf"))
+            weights = F.softmax(scores, dim=-1).to(x.dtype)
+            pooled = torch.einsum("bt,btd->bd", weights, x)
+        return self.output(pooled)
+
+
+@dataclass
+class ContrastiveResult:
+    audio_to_image: Tensor  # sum over pairs of -log p(own image | caption), fp32
+    image_to_audio: Tensor  # sum over pairs of -log p(own caption | image), fp32
+    correct_audio_to_image: Tensor  # pairs whose own image has the top logit (no margin)
+    correct_image_to_audio: Tensor
+
+
+def margin_info_nce(
+    audio: Tensor, images: Tensor, image_groups: Tensor, *, margin: float, logit_scale: Tensor | float
+) -> ContrastiveResult:
+    """Symmetric margin-InfoNCE over B in-batch pairs (row i of `audio` and of `images` is pair i).
+
+    `audio`, `images`: (B, E) unit vectors. `image_groups`: (B,) ints, equal for pairs showing the same
+    image; a caption is never pushed away from its image through another pair of that image, so those
+    entries are removed from the negatives of both directions. Returns sums (the trainer normalises them by
+    the global number of pairs).
+    """
+    batch = audio.shape[0]
+    logits = logit_scale * (audio.float() @ images.float().T)  # [caption i, image of pair j]
+    own = torch.eye(batch, dtype=torch.bool, device=logits.device)
+    same_image = (image_groups[:, None] == image_groups[None, :]) & ~own
+    logits = logits.masked_fill(same_image, float("-inf"))
+    with_margin = logits - margin * own
+    target = torch.arange(batch, device=logits.device)
+    return ContrastiveResult(
+        audio_to_image=F.cross_entropy(with_margin, target, reduction="sum"),
+        image_to_audio=F.cross_entropy(with_margin.T, target, reduction="sum"),
+        correct_audio_to_image=(logits.argmax(1) == target).sum().detach(),
+        correct_image_to_audio=(logits.argmax(0) == target).sum().detach(),
+    )

@@ -1,0 +1,284 @@
+"""A training step's gradients: the SSL loss of audio batches, and the full VGS+ loss of a grounded step.
+
+An SSL phase, on every rank: M micro-batches, each seeded from (seed, stream, step, global micro-batch index)
+and run forward and backward on the loss SUMS the model returns (DDP averages gradients on the last
+micro-batch only); one all-reduce of the phase's totals (masked frames, loss sums, statistics, a non-finite
+flag); the gradients are scaled by world_size / global masked frames, which turns DDP's average of sums into
+the loss of one big batch (DESIGN §6.2). Seeding per micro-batch from its global index makes a run's masks and
+dropout independent of how the global batch is split over ranks and accumulation, and makes resumption exact.
+
+A grounding phase does the same with the speech–image loss on caption batches (unmasked audio), normalised by
+the global number of caption–image pairs. Negatives are the pairs of the same micro-batch on the same rank.
+
+A grounded step runs up to three phases — SSL on the audio-only batches, SSL on the caption batches, grounding
+on the caption batches — each normalised by its own global count, and `grounded_gradients` adds their
+gradients with the weights of `LossWeighting`:
+
+    L = w_ssl · L_ssl(audio-only) + w_cap · L_ssl(captions) + w_vg · L_vg
+
+That sum is formed here and nowhere else. Each phase ends with its own DDP synchronisation (its counts are
+known only then), so a joint step all-reduces gradients three times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vgssl.errors import VgsslError
+from vgssl.train.captions import CaptionBatch
+from vgssl.train.data import Batch
+from vgssl.train.distributed import DistributedContext, all_gather_objects, all_reduce_sum
+from vgssl.train.objective import LossWeighting, Term
+
+# Seed streams: each kind of forward pass draws its own random numbers for the same (step, micro-batch).
+SSL_STREAM, VALID_STREAM, CAPTION_SSL_STREAM, GROUNDING_STREAM = 0, 1, 2, 3
+
+# The step totals that are all-reduced together, in this order.
+TOTALS = (
+    "contrastive",
+    "diversity",
+    "num_masked",
+    "correct",
+    "code_perplexity",
+    "prob_perplexity",
+    "temperature",
+    "fraction_masked",
+    "micro_batches",
+    "audio_samples",
+    "non_finite",
+)
+GROUNDING_TOTALS = (
+    "audio_to_image",
+    "image_to_audio",
+    "num_pairs",
+    "correct_audio_to_image",
+    "correct_image_to_audio",
+    "temperature",
+    "micro_batches",
+    "audio_samples",
+    "non_finite",
+)
+
+
+class NonFiniteLossError(VgsslError):
+    """The loss or the gradient became NaN or infinite; the last checkpoint is left intact."""
+
+
+def micro_batch_seed(seed: int, step: int, global_index: int, *, stream: int = 0) -> int:
+    """The torch seed of one micro-batch: a pure function of the run seed, the step and its global index."""
+    return int(
+        np.random.SeedSequence([seed, stream, step, global_index]).generate_state(1, dtype=np.uint64)[0]
+    )
+
+
+def accumulate_gradients(
+    model: nn.Module,
+    micro_batches: Sequence[Batch],
+    *,
+    seed: int,
+    step: int,
+    context: DistributedContext,
+    autocast_dtype: torch.dtype | None,
+    stream: int = SSL_STREAM,
+) -> dict[str, float]:
+    """Forward and backward every micro-batch (loss sums, DDP sync on the last), then scale the gradients to
+    the loss of one big batch: the sum over all ranks and micro-batches divided by the global masked count.
+
+    Returns the step's global totals (`TOTALS`). Raises `NonFiniteLossError` on every rank if any rank saw a
+    non-finite loss, before the gradients are used.
+    """
+    totals = torch.zeros(len(TOTALS), dtype=torch.float64)
+    non_finite_ids: list[str] = []
+    for index, batch in enumerate(micro_batches):
+        global_index = index * context.world_size + context.rank
+        torch.manual_seed(micro_batch_seed(seed, step, global_index, stream=stream))
+        last = index == len(micro_batches) - 1
+        defer_sync = not last and isinstance(model, DistributedDataParallel)
+        with model.no_sync() if defer_sync else contextlib.nullcontext():
+            with torch.autocast(
+                context.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                output = model(
+                    batch.wav.to(context.device, non_blocking=True),
+                    batch.padding_mask.to(context.device, non_blocking=True),
+                    mask=True,
+                )
+            loss = sum(output.losses.values())
+            loss.backward()
+        values = torch.stack(
+            [
+                output.losses["ssl/contrastive"].detach().double(),
+                output.losses["ssl/diversity"].detach().double(),
+                output.num_masked.double(),
+                output.stats["ssl/accuracy"].double() * output.num_masked,
+                output.stats["ssl/code_perplexity"].double(),
+                output.stats["ssl/prob_perplexity"].double(),
+                output.stats["ssl/temperature"].double(),
+                output.stats["ssl/fraction_masked"].double(),
+            ]
+        ).cpu()
+        totals[:8] += values
+        totals[8] += 1
+        totals[9] += batch.audio_samples
+        if not math.isfinite(float(loss.detach())):
+            totals[10] += 1
+            non_finite_ids += batch.utt_ids
+    totals = all_reduce_sum(totals.to(context.device), context)
+    summed = dict(zip(TOTALS, totals.cpu().tolist(), strict=True))
+    _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
+    _scale_gradients(model, context.world_size / max(summed["num_masked"], 1.0))
+    return summed
+
+
+def accumulate_grounding_gradients(
+    model: nn.Module,
+    micro_batches: Sequence[CaptionBatch],
+    *,
+    seed: int,
+    step: int,
+    context: DistributedContext,
+    autocast_dtype: torch.dtype | None,
+) -> dict[str, float]:
+    """`accumulate_gradients` for the speech–image loss: per-pair sums, normalised by the global pair count.
+
+    Returns the global totals (`GROUNDING_TOTALS`).
+    """
+    totals = torch.zeros(len(GROUNDING_TOTALS), dtype=torch.float64)
+    non_finite_ids: list[str] = []
+    for index, batch in enumerate(micro_batches):
+        global_index = index * context.world_size + context.rank
+        torch.manual_seed(micro_batch_seed(seed, step, global_index, stream=GROUNDING_STREAM))
+        last = index == len(micro_batches) - 1
+        defer_sync = not last and isinstance(model, DistributedDataParallel)
+        with model.no_sync() if defer_sync else contextlib.nullcontext():
+            with torch.autocast(
+                context.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                output = model(
+                    batch.audio.wav.to(context.device, non_blocking=True),
+                    batch.audio.padding_mask.to(context.device, non_blocking=True),
+                    images=batch.images.to(context.device, non_blocking=True),
+                    image_groups=batch.image_groups.to(context.device, non_blocking=True),
+                )
+            loss = sum(output.losses.values())
+            loss.backward()
+        pairs = output.num_pairs.double()
+        values = torch.stack(
+            [
+                output.losses["vg/audio_to_image"].detach().double(),
+                output.losses["vg/image_to_audio"].detach().double(),
+                pairs,
+                output.stats["vg/accuracy_audio_to_image"].double() * pairs,
+                output.stats["vg/accuracy_image_to_audio"].double() * pairs,
+                output.stats["vg/temperature"].double(),
+            ]
+        ).cpu()
+        totals[:6] += values
+        totals[6] += 1
+        totals[7] += batch.audio.audio_samples
+        if not math.isfinite(float(loss.detach())):
+            totals[8] += 1
+            non_finite_ids += batch.audio.utt_ids
+    totals = all_reduce_sum(totals.to(context.device), context)
+    summed = dict(zip(GROUNDING_TOTALS, totals.cpu().tolist(), strict=True))
+    _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
+    _scale_gradients(model, context.world_size / max(summed["num_pairs"], 1.0))
+    return summed
+
+
+def _refuse_non_finite(count: float, ids: list[str], *, step: int, context: DistributedContext) -> None:
+    if count == 0:
+        return
+    reports = [report for report in all_gather_objects((context.rank, ids), context) if report[1]]
+    where = "; ".join(f"rank {rank}: {', '.join(utt_ids)}" for rank, utt_ids in reports)
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step + 1} in batches with utterances [{where}]. The parameters were "
+        "not updated and the last checkpoint is intact. Check these files, lower optim.lr, or use "
+        "precision fp32."
+    )
+
+
+def _scale_gradients(model: nn.Module, scale: float) -> None:
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            parameter.grad.mul_(scale)
+
+
+def ssl_loss(totals: dict[str, float]) -> float:
+    """An SSL phase's loss per masked frame (contrastive + weighted diversity)."""
+    return (totals["contrastive"] + totals["diversity"]) / max(totals["num_masked"], 1.0)
+
+
+def grounding_loss(totals: dict[str, float]) -> float:
+    """A grounding phase's loss per pair: both retrieval directions, as FaST-VGS+ sums them."""
+    return (totals["audio_to_image"] + totals["image_to_audio"]) / max(totals["num_pairs"], 1.0)
+
+
+@dataclass
+class GroundedTotals:
+    """The global totals of each phase a grounded step ran, and each term's normalised loss."""
+
+    audio: dict[str, float] | None = None
+    captions: dict[str, float] | None = None
+    grounding: dict[str, float] | None = None
+    losses: dict[Term, float] = field(default_factory=dict)
+
+
+def grounded_gradients(
+    model: nn.Module,
+    weighting: LossWeighting,
+    *,
+    audio_batches: Sequence[Batch],
+    caption_batches: Sequence[CaptionBatch],
+    seed: int,
+    step: int,
+    context: DistributedContext,
+    autocast_dtype: torch.dtype | None,
+) -> GroundedTotals:
+    """The gradient of L = Σ w_i · L_i over the phases this step has data for, left in `.grad`.
+
+    Each phase leaves the gradient of its own normalised loss L_i in `.grad`; it is moved, times w_i, into
+    a running sum before the next phase starts, so phases never mix their normalisers. The weighting's own
+    parameters get their gradient from the global losses.
+    """
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    weighted: list[torch.Tensor | None] = [None] * len(parameters)
+
+    def add_phase(term: Term) -> None:
+        weight = weighting.weight(term)
+        for index, parameter in enumerate(parameters):
+            if parameter.grad is None:
+                continue
+            gradient = parameter.grad.mul_(weight)
+            if weighted[index] is None:
+                weighted[index] = gradient
+            else:
+                weighted[index].add_(gradient)
+            parameter.grad = None
+
+    result = GroundedTotals()
+    common = {"seed": seed, "step": step, "context": context, "autocast_dtype": autocast_dtype}
+    if audio_batches:
+        result.audio = accumulate_gradients(model, audio_batches, stream=SSL_STREAM, **common)
+        result.losses["ssl"] = ssl_loss(result.audio)
+        add_phase("ssl")
+    if caption_batches:
+        caption_audio = [batch.audio for batch in caption_batches]
+        result.captions = accumulate_gradients(model, caption_audio, stream=CAPTION_SSL_STREAM, **common)
+        result.losses["caption_ssl"] = ssl_loss(result.captions)
+        add_phase("caption_ssl")
+        result.grounding = accumulate_grounding_gradients(model, caption_batches, **common)
+        result.losses["vg"] = grounding_loss(result.grounding)
+        add_phase("vg")
+    for parameter, gradient in zip(parameters, weighted, strict=True):
+        parameter.grad = gradient
+    weighting.set_gradients(result.losses)
+    return result

@@ -1,0 +1,443 @@
+"""Grounded (VGS+) training: schedules, loss weighting, caption data, DDP and resumption, and learning."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from vgssl.cli import main
+from vgssl.corpus.audio import read_audio, write_wav
+from vgssl.corpus.build import build_corpus
+from vgssl.corpus.manifest import ManifestEntry, write_manifest
+from vgssl.corpus.spec import make_spec
+from vgssl.corpus.spokencoco import CaptionedImage, MissingCaptionFileError, PixelImages, read_caption_set
+from vgssl.evaluate.retrieval import embed_caption_set, retrieval_scores
+from vgssl.model.config import ModelConfig
+from vgssl.model.pretrained import load_model
+from vgssl.model.vgs import GroundingConfig, VgsModel, load_vgs_model
+from vgssl.train.captions import (
+    CaptionDataError,
+    CaptionItem,
+    CaptionPair,
+    CaptionSelection,
+    PairBatchSampler,
+    collate_captions,
+    limit_grounding,
+)
+from vgssl.train.config import ConfigError, ObjectiveConfig, load_config
+from vgssl.train.data import Item, collate_batch
+from vgssl.train.distributed import DistributedContext
+from vgssl.train.gradients import (
+    CAPTION_SSL_STREAM,
+    GROUNDING_STREAM,
+    SSL_STREAM,
+    grounded_gradients,
+    micro_batch_seed,
+)
+from vgssl.train.loop import Trainer
+from vgssl.train.metrics import read_metrics
+from vgssl.train.mixture import Utterance
+from vgssl.train.objective import LossWeighting, is_interleaved_caption_step, step_kind
+
+RATE = 16_000
+CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+TINY_MODEL = {
+    "dim": 32,
+    "layers": 2,
+    "heads": 2,
+    "ffn_dim": 64,
+    "pos_conv_kernel": 8,
+    "pos_conv_groups": 4,
+    "codebook_entries": 16,
+    "codevector_dim": 32,
+    "final_dim": 32,
+    "num_negatives": 10,
+}
+TINY_GROUNDING = {"joint_dim": 32, "pool_heads": 2, "image_size": 32, "image_channels": [8, 16]}
+COLOURS = [(200, 30, 30), (30, 160, 60), (40, 80, 220), (245, 215, 30), (140, 50, 170), (245, 130, 20)]
+
+
+# --- the schedule and the weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fraction", "block"), [(0.3, 100), (0.25, 8), (0.5, 7), (1 / 3, 10)])
+def test_interleave_gives_exactly_the_configured_fraction_of_caption_steps(
+    fraction: float, block: int
+) -> None:
+    caption = [
+        is_interleaved_caption_step(step, fraction=fraction, block=block, seed=5)
+        for step in range(20 * block)
+    ]
+    for blocks in range(1, 21):
+        assert sum(caption[: blocks * block]) == math.floor(fraction * block * blocks + 1e-9)
+    # Within a block the count never strays more than one step from the fraction.
+    running = np.cumsum(caption)
+    assert np.all(np.abs(running - fraction * np.arange(1, len(caption) + 1)) <= fraction * block + 1)
+    other_seed = [
+        is_interleaved_caption_step(s, fraction=fraction, block=block, seed=6) for s in range(20 * block)
+    ]
+    assert other_seed != caption and sum(other_seed) == sum(caption)
+
+
+def test_step_kinds_of_the_three_schedules() -> None:
+    assert {step_kind(s, ObjectiveConfig(), seed=0) for s in range(10)} == {"joint"}
+    warm = ObjectiveConfig(schedule="ssl-then-joint", audio_only_steps=3)
+    assert [step_kind(s, warm, seed=0) for s in range(5)] == ["audio", "audio", "audio", "joint", "joint"]
+    interleave = ObjectiveConfig(schedule="interleave", caption_step_fraction=0.5, interleave_block=4)
+    kinds = [step_kind(s, interleave, seed=0) for s in range(8)]
+    assert kinds.count("captions") == 4 and kinds.count("audio") == 4
+
+
+def test_uncertainty_weighting_learns_from_the_global_losses() -> None:
+    fixed = LossWeighting(ObjectiveConfig(weights={"ssl": 1.0, "caption_ssl": 0.5, "vg": 2.0}))
+    assert list(fixed.parameters()) == []
+    assert fixed.objective_value({"ssl": 3.0, "vg": 1.0}) == pytest.approx(5.0)
+
+    adaptive = LossWeighting(ObjectiveConfig(weighting="uncertainty", weights={"vg": 2.0}))
+    adaptive.set_gradients({"ssl": 3.0, "vg": 0.25})
+    grads = {term: parameter.grad for term, parameter in adaptive.log_variances.items()}
+    # d/ds (w · exp(-s) · L + s) at s = 0 is 1 - w · L.
+    assert grads["ssl"].item() == pytest.approx(1 - 3.0) and grads["vg"].item() == pytest.approx(1 - 0.5)
+    assert grads["caption_ssl"] is None  # not in this step: no update
+    with torch.no_grad():
+        adaptive.log_variances["ssl"].fill_(math.log(3.0))
+    assert adaptive.weight("ssl") == pytest.approx(1 / 3)  # the term with the larger loss weighs less
+
+
+# --- caption data -------------------------------------------------------------------------------------------
+
+
+def fake_pairs(lengths_seconds: list[float]) -> CaptionSelection:
+    image = CaptionedImage(image_id="x", image=Path("x.png"), captions=())
+    pairs = tuple(
+        CaptionPair(Utterance(f"c{i}", Path(f"c{i}.wav"), round(s * RATE), "en", "test"), image)
+        for i, s in enumerate(lengths_seconds)
+    )
+    return CaptionSelection(pairs, sum(lengths_seconds), {}, {}, RATE)
+
+
+def test_limited_grounding_keeps_the_configured_share_of_the_training_audio() -> None:
+    selection = fake_pairs([2.0] * 100)  # 200 s of captions
+    limited = limit_grounding(selection, grounded_fraction=0.25, audio_seconds=300.0, seed=0)
+    # 25 % of (captions + 300 s) means 100 s of captions: 50 pairs of 2 s.
+    assert len(limited.pairs) == 50 and limited.grounded_fraction(300.0) == pytest.approx(0.25)
+    assert [p.utterance.utt_id for p in limited.pairs] != [f"c{i}" for i in range(50)]  # a random subset
+    assert limit_grounding(selection, grounded_fraction=None, audio_seconds=300.0, seed=0) is selection
+    everything = limit_grounding(selection, grounded_fraction=0.9, audio_seconds=300.0, seed=0)
+    assert len(everything.pairs) == 100  # not enough captions: all of them
+    assert everything.to_json(300.0)["grounded_fraction_of_training_audio"] == pytest.approx(0.4)
+
+
+def test_caption_batches_are_full_disjoint_between_ranks_and_resumable() -> None:
+    samplers = [PairBatchSampler(23, pairs_per_batch=4, seed=1, rank=rank, world_size=2) for rank in (0, 1)]
+    epoch = [sampler.rank_batches(0) for sampler in samplers]
+    assert [len(batches) for batches in epoch] == [2, 2]  # 5 full batches, cut to a multiple of 2 ranks
+    assert all(len(batch) == 4 for batches in epoch for batch in batches)
+    flat = [index for batches in epoch for batch in batches for index in batch]
+    assert len(set(flat)) == 16
+    assert samplers[0].rank_batches(1) != epoch[0]  # a new permutation every epoch
+    samplers[0].set_epoch(0, start=1)
+    assert list(samplers[0]) == epoch[0][1:] and len(samplers[0]) == 1
+    with pytest.raises(CaptionDataError, match=r"lower captions\.pairs_per_batch"):
+        PairBatchSampler(7, pairs_per_batch=4, seed=1, world_size=2)
+
+
+def caption_batch(rng: np.random.Generator, image_ids: list[str]) -> object:
+    items = [
+        CaptionItem(
+            Item(f"u{i}", (0.1 * rng.standard_normal(int(RATE * rng.uniform(0.6, 1.0)))).astype(np.float32)),
+            rng.standard_normal((3, 32, 32)).astype(np.float32),
+            image_id,
+        )
+        for i, image_id in enumerate(image_ids)
+    ]
+    return collate_captions(items)
+
+
+def test_a_grounded_step_is_the_gradient_of_the_weighted_sum_of_normalised_losses() -> None:
+    rng = np.random.default_rng(0)
+    audio = [collate_batch([Item("a", rng.standard_normal(20_000).astype(np.float32) * 0.1)])]
+    captions = [caption_batch(rng, ["p", "q", "p"]), caption_batch(rng, ["r", "s"])]
+    assert captions[0].image_groups.tolist() == [0, 1, 0]
+    torch.manual_seed(0)
+    model = VgsModel(ModelConfig(**TINY_MODEL), GroundingConfig(**TINY_GROUNDING))
+    weighting = LossWeighting(ObjectiveConfig(weights={"ssl": 0.5, "caption_ssl": 2.0, "vg": 3.0}))
+    totals = grounded_gradients(
+        model, weighting, audio_batches=audio, caption_batches=captions, seed=3, step=7, context=CPU,
+        autocast_dtype=None,
+    )  # fmt: skip
+    combined = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    # The same loss in one expression, with the same seeds (so the same masks and dropout).
+    model.zero_grad()
+    torch.manual_seed(micro_batch_seed(3, 7, 0, stream=SSL_STREAM))
+    out = model(audio[0].wav, audio[0].padding_mask)
+    loss = 0.5 * sum(out.losses.values()) / out.num_masked
+    sums, counts = [], []
+    for index, batch in enumerate(captions):
+        torch.manual_seed(micro_batch_seed(3, 7, index, stream=CAPTION_SSL_STREAM))
+        out = model(batch.audio.wav, batch.audio.padding_mask)
+        sums.append(sum(out.losses.values()))
+        counts.append(out.num_masked)
+    loss = loss + 2.0 * sum(sums) / sum(counts)
+    grounding = []
+    for index, batch in enumerate(captions):
+        torch.manual_seed(micro_batch_seed(3, 7, index, stream=GROUNDING_STREAM))
+        out = model(
+            batch.audio.wav, batch.audio.padding_mask, images=batch.images, image_groups=batch.image_groups
+        )
+        grounding.append(sum(out.losses.values()))
+    loss = loss + 3.0 * sum(grounding) / 5  # five pairs
+    loss.backward()
+    assert totals.losses["vg"] == pytest.approx(sum(grounding).item() / 5, rel=1e-5)
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None:
+            torch.testing.assert_close(combined[name], parameter.grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert set(combined) == {name for name, p in model.named_parameters() if p.grad is not None}
+
+
+# --- end to end ---------------------------------------------------------------------------------------------
+
+
+def tone(rng: np.random.Generator, seconds: float, frequency: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * frequency * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Audio-only speech, and images of a coloured square whose captions are tones of that colour's pitch."""
+    root = tmp_path_factory.mktemp("grounded")
+    rng = np.random.default_rng(0)
+    for language in ("en", "fr"):
+        for split, count in (("train", 8), ("valid", 2)):
+            entries = []
+            for i in range(count):
+                path = f"{language}/{split}/{i:02d}.wav"
+                audio = tone(rng, rng.uniform(1.2, 2.0), rng.uniform(100, 1000))
+                write_wav(root / "audio" / path, audio)
+                entries.append(ManifestEntry(path, len(audio), language, "s0"))
+            write_manifest(root / f"{language}_{split}.tsv", "audio", entries)
+    for split, first, count in (("train", 0, 12), ("valid", 12, 3)):
+        data = []
+        for index in range(first, first + count):
+            colour = COLOURS[index % len(COLOURS)]
+            (root / "images").mkdir(exist_ok=True)
+            pixels = rng.integers(90, 170, (40, 40, 3), dtype=np.uint8)  # a textured grey background
+            pixels[8 + index % 3 * 8 : 24 + index % 3 * 8, 10:30] = colour
+            Image.fromarray(pixels).save(root / "images" / f"{index}.png")
+            captions = []
+            for language in ("en", "fr"):
+                wav = f"captions/{language}-{index}.wav"
+                write_wav(root / wav, tone(rng, rng.uniform(1.1, 1.6), 200 + 100 * (index % len(COLOURS))))
+                captions.append({"wav": wav, "uttid": f"{language}-{index}", "lang": language})
+            data.append({"image": f"images/{index}.png", "image_id": f"img-{index}", "captions": captions})
+        (root / f"captions_{split}.json").write_text(json.dumps({"data": data}), encoding="utf-8")
+    return root
+
+
+def write_config(corpus: Path, directory: Path, **changes: object) -> Path:
+    config = {
+        "run_dir": str(directory / "run"),
+        "max_steps": 6,
+        "model": dict(TINY_MODEL),
+        "data": {
+            "train": [{"manifest": str(corpus / "en_train.tsv")}, {"manifest": str(corpus / "fr_train.tsv")}],
+            "valid": [{"manifest": str(corpus / "en_valid.tsv")}],
+            "max_seconds": 2.0,
+            "batch_seconds": 6.0,
+        },
+        "optim": {"lr": 0.002, "warmup_steps": 2},
+        "checkpoint": {"every": 3, "keep_last": 2},
+        "logging": {"every": 1, "valid_every": 3, "tensorboard": False, "progress": False},
+        "grounding": dict(TINY_GROUNDING),
+        "captions": {
+            "train": [{"captions": str(corpus / "captions_train.json")}],
+            "valid": {"captions": str(corpus / "captions_valid.json")},
+            "pairs_per_batch": 4,
+        },
+    }
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    path = directory / "train.yaml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_a_grounded_run_trains_and_resumes_under_two_gloo_ranks(corpus: Path, tmp_path: Path) -> None:
+    objective = {"schedule": "interleave", "caption_step_fraction": 0.5, "interleave_block": 4}
+    objective["weighting"] = "uncertainty"
+    distributed = write_config(corpus, tmp_path / "ddp", objective=objective)
+    single = write_config(corpus, tmp_path / "single", objective=objective, optim={"accumulation": 2})
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "vgssl", "train", str(distributed)]
+    for stop in (["--stop-at", "3"], []):
+        result = subprocess.run(
+            command + stop, capture_output=True, text=True, timeout=300, env={**os.environ}
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "ddp/run/train.log").read_text()
+    assert "resumed from" in log and "at step 3" in log
+    assert "the model replicas of all 2 ranks are identical" in log
+    assert main(["train", str(single)]) == 0
+
+    # Two ranks, stopped and resumed, equal one process accumulating two micro-batches per step: every rank
+    # took the same step kinds (a disagreement would deadlock or change the numbers).
+    records = {run: read_metrics(tmp_path / run / "run/metrics.jsonl") for run in ("ddp", "single")}
+    train_records = {run: [r for r in records[run] if r["split"] == "train"] for run in records}
+    for key in ("loss", "gnorm", "caption_step", "weight_vg"):
+        logged = [[r[key] for r in train_records[run]] for run in ("ddp", "single")]
+        assert logged[0] == pytest.approx(logged[1], rel=1e-4), key
+    caption_steps = [r["caption_step"] for r in train_records["ddp"]]
+    assert caption_steps == [
+        float(is_interleaved_caption_step(s, fraction=0.5, block=4, seed=0)) for s in range(6)
+    ]
+    assert sum(caption_steps[:4]) == 2
+    two_ranks = torch.load(tmp_path / "ddp/run/checkpoints/last.pt", weights_only=True)
+    one_rank = torch.load(tmp_path / "single/run/checkpoints/last.pt", weights_only=True)
+    # Adam divides by the gradient's running size: rounding noise in gradients that are zero in exact
+    # arithmetic (an attention key bias) moves a weight by about lr · noise / eps, hence the 1e-4 tolerance.
+    for part in ("model", "grounding", "loss_weighting"):
+        for name in one_rank[part]:
+            torch.testing.assert_close(
+                two_ranks[part][name], one_rank[part][name], rtol=1e-4, atol=1e-4, msg=name
+            )
+
+    # The grounded share of the audio is reported, retrieval is logged, and the checkpoint reads both ways.
+    last = train_records["ddp"][-1]
+    assert 0.0 < last["grounded_fraction_so_far"] < 1.0
+    valid = [r for r in records["ddp"] if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [3, 6] and "all/speech_to_image_R@1" in valid[0]
+    selection = json.loads((tmp_path / "ddp/run/selection.json").read_text())
+    assert selection["captions"]["pairs"] == 24 and selection["captions"]["images"] == 12
+    assert isinstance(load_vgs_model(tmp_path / "ddp/run"), VgsModel)
+    assert load_model(tmp_path / "ddp/run").config.dim == TINY_MODEL["dim"]
+
+
+def test_ssl_then_joint_warms_up_on_audio_and_limits_the_grounded_share(corpus: Path, tmp_path: Path) -> None:
+    config = write_config(
+        corpus,
+        tmp_path,
+        max_steps=4,
+        objective={"schedule": "ssl-then-joint", "audio_only_steps": 2},
+        captions={"grounded_fraction": 0.25},
+    )
+    assert main(["train", str(config)]) == 0
+    records = [r for r in read_metrics(tmp_path / "run/metrics.jsonl") if r["split"] == "train"]
+    assert [r["caption_step"] for r in records] == [0.0, 0.0, 1.0, 1.0]
+    assert [r["grounded_fraction"] > 0 for r in records] == [False, False, True, True]
+    assert "vg_loss" in records[2] and "caption_contrastive" in records[2] and "contrastive" in records[0]
+    captions = json.loads((tmp_path / "run/selection.json").read_text())["captions"]
+    # One caption more than the budget at most: 1.1-1.6 s captions against about 25 s of audio-only speech.
+    assert 0.25 <= captions["grounded_fraction_of_training_audio"] < 0.30
+    assert captions["pairs"] < 24
+    assert "has an image" in (tmp_path / "run/train.log").read_text()
+
+
+def test_grounded_configs_are_checked_as_a_whole(corpus: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(write_config(corpus, tmp_path).read_text())
+    cases = [
+        (
+            {k: v for k, v in config.items() if k != "captions"},
+            "needs both a grounding section and a captions",
+        ),
+        (
+            {**config, "grounding": {**config["grounding"], "image_input": "features", "feature_dim": 8}},
+            "needs captions.image_features",
+        ),
+        ({**config, "grounding": {**config["grounding"], "tap_layer": 3}}, "tap_layer=3 does not exist"),
+        (
+            {k: v for k, v in config.items() if k not in ("grounding", "captions")} | {"objective": {}},
+            "objective applies to grounded runs only",
+        ),
+        ({**config, "objective": {"schedule": "sometimes"}}, "objective.schedule"),
+    ]
+    for raw, message in cases:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
+
+
+def test_a_missing_caption_file_stops_the_run_or_is_skipped_and_counted(corpus: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "captions.json"
+    document = json.loads((corpus / "captions_train.json").read_text())
+    document["data"][3]["captions"][1]["wav"] = "captions/nowhere.wav"
+    for entry in document["data"]:
+        entry["image"] = str(corpus / entry["image"])
+        for caption in entry["captions"]:
+            caption["wav"] = str(corpus / caption["wav"])
+    broken.write_text(json.dumps(document))
+    captions = {"train": [{"captions": str(broken)}]}
+    with pytest.raises(MissingCaptionFileError, match=r"data\[3\] \(image img-3\): the wav of caption fr-3"):
+        Trainer(load_config(write_config(corpus, tmp_path / "fail", captions=captions)), CPU)
+    skipping = write_config(corpus, tmp_path / "skip", captions={**captions, "on_missing": "skip"})
+    Trainer(load_config(skipping), CPU)
+    selection = json.loads((tmp_path / "skip/run/selection.json").read_text())
+    assert selection["captions"]["skipped"]["missing_wav"] == 1 and selection["captions"]["pairs"] == 23
+
+
+# --- learning -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny") / "corpus"
+    build_corpus(make_spec(tiny=True), root, workers=2, progress=False, log=lambda _: None)
+    return root
+
+
+@pytest.mark.slow
+def test_speech_to_image_retrieval_beats_chance_after_a_short_cpu_training(tiny_corpus: Path) -> None:
+    """The grounding branch and the image CNN learn to pair the tiny corpus's 48 training captions (24 images,
+    English and French) with their images within 60 steps, on top of a FROZEN randomly initialised SSL
+    encoder (for speed: its features stay fixed; the trainer tests above exercise the full model)."""
+    captions = read_caption_set(tiny_corpus / "captions_train.json")
+    images = PixelImages(64)
+    pixels = torch.from_numpy(np.stack([images.load(image) for image in captions.images]))
+    waves = [torch.from_numpy(read_audio(caption.wav)) for caption in captions.captions]
+    image_of = {image.image_id: row for row, image in enumerate(captions.images)}
+    groups = torch.tensor([image_of[caption.image_id] for caption in captions.captions])
+    torch.manual_seed(0)
+    grounding = GroundingConfig(
+        joint_dim=64, pooling="attention", image_size=64, image_channels=(16, 32, 64), dropout=0.0
+    )
+    model = VgsModel(ModelConfig(**{**TINY_MODEL, "layers": 1, "pos_conv_kernel": 16}), grounding)
+    model.audio.requires_grad_(False)
+    model.audio.eval()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    before = retrieval_scores(embed_caption_set(model, captions, images, device=torch.device("cpu")))["all"]
+    for _ in range(60):
+        batch = torch.randperm(len(waves), generator=generator)[:16].tolist()
+        longest = max(waves[i].numel() for i in batch)
+        wav = torch.zeros(len(batch), longest)
+        padding = torch.ones(len(batch), longest, dtype=torch.bool)
+        for row, i in enumerate(batch):
+            wav[row, : waves[i].numel()], padding[row, : waves[i].numel()] = waves[i], False
+        output = model(wav, padding, images=pixels[groups[batch]], image_groups=groups[batch])
+        optimizer.zero_grad()
+        (sum(output.losses.values()) / len(batch)).backward()
+        optimizer.step()
+    after = retrieval_scores(embed_caption_set(model, captions, images, device=torch.device("cpu")))["all"]
+    chance = after["chance"]["speech_to_image"]
+    assert (after["images"], chance["R@10"], chance["R@1"]) == (
+        24,
+        pytest.approx(100 * 10 / 24),
+        pytest.approx(100 / 24),
+    )
+    # Chance is 41.7 % at R@10 and 4.2 % at R@1; an untrained model sits near it, a trained one far above.
+    assert before["speech_to_image"]["R@10"] < 70.0
+    assert after["speech_to_image"]["R@10"] >= chance["R@10"] + 35.0
+    assert after["speech_to_image"]["R@1"] >= chance["R@1"] + 20.0
+    assert after["image_to_speech"]["R@10"] >= after["chance"]["image_to_speech"]["R@10"] + 35.0
