@@ -260,8 +260,8 @@ def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
         raise ConfigError(f"config file {source} does not exist")
     text = source.read_text(encoding="utf-8")
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-        root_node = yaml.compose(text, Loader=_StrictLoader)
+        raw = yaml.load(text, Loader=StrictYamlLoader)
+        root_node = yaml.compose(text, Loader=StrictYamlLoader)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -271,11 +271,11 @@ def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
     try:
         return TrainConfig.model_validate(raw, context={"base_dir": source.parent})
     except ValidationError as error:
-        lines = [_format_error(source, root_node, problem) for problem in error.errors()]
+        lines = [format_config_error(source, root_node, problem) for problem in error.errors()]
         raise ConfigError(f"{len(lines)} problem(s) in config {source}:\n" + "\n".join(lines)) from None
 
 
-def _format_error(source: Path, root_node: yaml.Node | None, problem: Mapping[str, Any]) -> str:
+def format_config_error(source: Path, root_node: yaml.Node | None, problem: Mapping[str, Any]) -> str:
     location = tuple(problem["loc"])
     key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
     line = _line_of(root_node, location)
@@ -306,7 +306,7 @@ def _set_dotted(raw: dict[str, Any], keys: Sequence[str], value: Any) -> None:
     raw[keys[-1]] = value
 
 
-class _StrictLoader(yaml.SafeLoader):
+class StrictYamlLoader(yaml.SafeLoader):
     """A safe loader that rejects duplicate keys, which plain YAML silently resolves to the last one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

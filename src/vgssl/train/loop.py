@@ -414,9 +414,9 @@ class Trainer:
             self.weighting.load_state_dict(state["loss_weighting"])
             self.caption_epoch = state["caption_epoch"]
             self.caption_position = state["caption_position"]
-            self.seconds_seen = dict(state["seconds_seen"])
         else:
             self.model.load_state_dict(state["model"])
+        self.seconds_seen = dict(state.get("seconds_seen", self.seconds_seen))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
@@ -782,13 +782,13 @@ class Trainer:
                 "world_size": self.context.world_size,
                 "train_config": self.config.identity(),
                 "ranks": ranks,
+                "seconds_seen": dict(self.seconds_seen),
             }
             if self.weighting is not None:
                 state |= {
                     "loss_weighting": self.weighting.state_dict(),
                     "caption_epoch": self.caption_epoch,
                     "caption_position": self.caption_position,
-                    "seconds_seen": dict(self.seconds_seen),
                 }
             path = save_checkpoint(
                 state,

@@ -1,0 +1,130 @@
+"""The study's one shared corpus: found, checked against the config's languages, built when missing.
+
+A corpus is a directory in the built-in layout (README, `vgssl synth`): `manifests/{lang}_{split}.tsv`,
+`items/{lang}_test_triphone.item`, `items/test_language.item`, `captions_{split}.json`. A built-in corpus has
+a card (`corpus.json`) that lists its languages; real data arranged in the same layout has none, and its
+languages are those with a training manifest.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vgssl.corpus.card import CARD_NAME, read_card
+from vgssl.corpus.spec import CorpusSpec, make_spec
+from vgssl.study.config import StudyFile
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class StudyCorpus:
+    path: Path
+    languages: tuple[str, ...]  # what the corpus has, or will have once built
+    card: dict[str, Any] | None  # None for real data without a card, or before the build
+    build_spec: CorpusSpec | None = None  # set while the study still has to build it
+
+    def manifest(self, language: str, split: str) -> Path:
+        return self.path / "manifests" / f"{language}_{split}.tsv"
+
+    def phone_items(self, language: str) -> Path:
+        return self.path / "items" / f"{language}_test_triphone.item"
+
+    @property
+    def language_items(self) -> Path:
+        return self.path / "items" / "test_language.item"
+
+    def captions(self, split: str) -> Path:
+        return self.path / f"captions_{split}.json"
+
+
+def locate_corpus(study: StudyFile, out: Path) -> StudyCorpus:
+    """Where the corpus is and which languages it has; nothing is built or written."""
+    section = study.config.corpus
+    path = section.path or (out / "corpus").absolute()
+    if (path / CARD_NAME).is_file():
+        card = read_card(path)
+        return StudyCorpus(path, tuple(card["languages"]), card)
+    if section.synth is not None:
+        if path.is_dir() and any(path.iterdir()):
+            message = (
+                f"{path} exists but has no {CARD_NAME}, so it is not a finished built-in corpus; delete it "
+                "to let the study build one there, or set corpus.synth: null to use it as data arranged in "
+                "the built-in layout"
+            )
+            raise study.fail([study.problem(("corpus", "path"), message)])
+        spec = make_spec(**section.synth)
+        return StudyCorpus(path, spec.languages, None, build_spec=spec)
+    if not path.is_dir():
+        message = f"{path} does not exist, and corpus.synth is null (never build)"
+        raise study.fail([study.problem(("corpus", "path"), message)])
+    languages = sorted(p.name.removesuffix("_train.tsv") for p in (path / "manifests").glob("*_train.tsv"))
+    return StudyCorpus(path, tuple(languages), None)
+
+
+def study_languages(study: StudyFile, corpus: StudyCorpus) -> tuple[str, ...]:
+    """The config's languages (default: the corpus's), each checked to be in the corpus with its files."""
+    languages = tuple(study.config.languages or corpus.languages)
+    problems = [
+        study.problem(("languages", index), _not_in_corpus(language, corpus))
+        for index, language in enumerate(study.config.languages or [])
+        if language not in corpus.languages
+    ]
+    if not languages:
+        problems.append(study.problem(("corpus", "path"), f"{corpus.path} has no manifests/<lang>_train.tsv"))
+    if corpus.build_spec is None:  # an existing corpus: are the files of each language there?
+        for language in [language for language in languages if language in corpus.languages]:
+            needed = [corpus.manifest(language, "train"), corpus.manifest(language, "test")]
+            problems += [
+                study.problem(("corpus", "path"), f"{language}: {path} is missing")
+                for path in [*needed, corpus.phone_items(language)]
+                if not path.is_file()
+            ]
+    if problems:
+        raise study.fail(problems)
+    return languages
+
+
+def _not_in_corpus(language: str, corpus: StudyCorpus) -> str:
+    has = ", ".join(corpus.languages) or "no language"
+    where = f"language {language!r} is not in the corpus {corpus.path}"
+    if corpus.build_spec is not None:
+        return f"{where} (it will have {has}); add it to corpus.synth.languages"
+    return f"{where} (it has {has}); use another corpus or remove the language"
+
+
+def build_if_missing(corpus: StudyCorpus, *, workers: int, progress: bool) -> StudyCorpus:
+    """Build the corpus when the study must; return it with its card."""
+    if corpus.build_spec is None:
+        return corpus
+    from vgssl.corpus.build import build_corpus
+
+    card = build_corpus(
+        corpus.build_spec,
+        corpus.path,
+        workers=workers,
+        command=f"vgssl study (corpus.synth: {corpus.build_spec.model_dump(exclude_defaults=True)})",
+        progress=progress,
+        log=lambda message: print(message, file=sys.stderr),
+    )
+    return StudyCorpus(corpus.path, tuple(card["languages"]), card)
+
+
+def train_hours(corpus: StudyCorpus, languages: tuple[str, ...], *, min_seconds: float) -> dict[str, float]:
+    """Training speech per language in hours, counting only what the trainer keeps (≥ `min_seconds`)."""
+    from vgssl.train.config import ManifestSource
+    from vgssl.train.data import load_split
+
+    split = load_split(
+        [ManifestSource(manifest=corpus.manifest(language, "train")) for language in languages],
+        min_seconds=min_seconds,
+        sample_rate=SAMPLE_RATE,
+        split="train",
+    )
+    return {
+        language: sum(u.num_samples for u in split.pool.get(language, [])) / SAMPLE_RATE / 3600
+        for language in languages
+    }

@@ -1,0 +1,250 @@
+"""`run_study`: the whole study in stages, one progress line each, resumable at every stage.
+
+Stages: the corpus (found or built), the training of every run in turn, the baselines, the evaluation of
+every trained run, the report. Everything is checked before the first stage (config, languages against the
+corpus, every run's training config), so a mistake costs seconds, not a trained grid. A run whose training
+or evaluation fails is recorded as failed in its `status.json` and the study goes on; re-running the study
+retries it, skips what is done and resumes what was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from vgssl.atomic import atomic_write_json, atomic_write_text
+from vgssl.evaluate.results import RunTag
+from vgssl.study.config import StudyConfigError, StudyFile, load_study_config
+from vgssl.study.corpus import StudyCorpus, build_if_missing, locate_corpus, study_languages, train_hours
+from vgssl.study.evaluation import (
+    RANDOM_INIT_CHECKPOINT,
+    ModelToEvaluate,
+    evaluate_model,
+    evaluate_retrieval,
+    write_random_init,
+)
+from vgssl.study.grid import enumerate_runs
+from vgssl.study.layout import ModelPaths, StudyLayout
+from vgssl.study.progress import StageLog, format_duration
+from vgssl.study.report import write_report
+from vgssl.study.status import read_status, write_status
+from vgssl.study.training import RunPlan, TrainingFailedError, logged_step, plan_runs, train_run
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    report: Path
+    failed: list[str]  # what failed: "vgs+ en: training", "mfcc: evaluation", ...
+
+
+def run_study(
+    config_path: str | Path, out: str | Path, *, progress: bool = True, write: Callable[[str], None] = print
+) -> StudyOutcome:
+    """Train, evaluate and report the study of `config_path` into `out` (see the module docstring)."""
+    study = load_study_config(config_path)
+    config = study.config
+    layout = StudyLayout(Path(out).absolute())
+    corpus = locate_corpus(study, layout.out)
+    languages = study_languages(study, corpus)
+    runs = enumerate_runs(
+        objectives=config.objectives, languages=languages, seeds=config.seeds, pairwise=config.pairwise
+    )
+    plan_runs(study, runs, corpus, layout, hours=None)  # every config checked before the corpus build
+    layout.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(layout, study, corpus)
+    write(f"study {study.path}: {len(runs)} runs on {', '.join(languages)} -> {layout.out}")
+    stages = StageLog(total=2 * len(runs) + 3, write=write)
+    failed: list[str] = []
+
+    started = time.perf_counter()
+    was_missing = corpus.build_spec is not None
+    corpus = build_if_missing(corpus, workers=config.corpus.workers or os.cpu_count() or 1, progress=progress)
+    took = format_duration(time.perf_counter() - started)
+    stages.line("corpus", f"built {corpus.path} in {took}" if was_missing else f"using {corpus.path}")
+
+    hours = _matched_hours(study, corpus, languages)
+    plans = plan_runs(study, runs, corpus, layout, hours=hours)
+    trained = []
+    for plan in plans:
+        ok, message = _train(plan, study, progress)
+        stages.line(plan.run.label, message)
+        if ok:
+            trained.append(plan)
+        else:
+            failed.append(f"{plan.run.label}: training")
+
+    failed += _baselines(study, corpus, layout, languages, stages, progress)
+    for plan in plans:
+        if plan not in trained:
+            stages.line(plan.run.label, "evaluation not possible (training failed)")
+            continue
+        ok, message = _evaluate_run(plan, corpus, study, progress)
+        stages.line(plan.run.label, message)
+        if not ok:
+            failed.append(f"{plan.run.label}: evaluation")
+
+    started = time.perf_counter()
+    report = write_report(study, corpus, layout, plans, languages, hours=hours)
+    stages.line("report", f"written in {format_duration(time.perf_counter() - started)}: {report}")
+    return StudyOutcome(report=report, failed=failed)
+
+
+def _check_settings(layout: StudyLayout, study: StudyFile, corpus: StudyCorpus) -> None:
+    """Refuse to mix results of other evaluation settings or of another corpus in one study directory."""
+    current = {"corpus": str(corpus.path), "evaluation": study.config.evaluation.model_dump(mode="json")}
+    if layout.settings.is_file():
+        previous = json.loads(layout.settings.read_text(encoding="utf-8"))
+        changed = [key for key in current if previous.get(key) != current[key]]
+        if changed:
+            raise StudyConfigError(
+                f"{layout.out} holds a study made with another {' and '.join(changed)} section "
+                f"({layout.settings}), whose results would not be comparable. Use another --out, or delete "
+                f"{layout.out}/runs/*/results and {layout.out}/baselines to evaluate again."
+            )
+    atomic_write_json(layout.settings, {**current, "config": str(study.path.resolve())})
+
+
+def _matched_hours(study: StudyFile, corpus: StudyCorpus, languages: Sequence[str]) -> float | None:
+    """The one audio budget of every run: None when `train.data.hours` sets it, else the smallest language's
+    training speech (what the trainer keeps of it)."""
+    data = study.config.train.get("data", {})
+    if "hours" in data:
+        return None
+    min_seconds = data.get("min_seconds", 1.0)
+    return min(train_hours(corpus, tuple(languages), min_seconds=min_seconds).values())
+
+
+def _attempt(
+    paths: ModelPaths,
+    stage: Literal["training", "evaluation"],
+    work: Callable[[], str],
+    *,
+    traceback_file: Path | None,
+) -> tuple[bool, str]:
+    """Run one stage of a model and record it in the model's status.json; return (succeeded, message)."""
+    status = read_status(paths.status)
+    stage_status = getattr(status, stage)
+    stage_status.state, stage_status.attempts = "running", stage_status.attempts + 1
+    write_status(paths.status, status)
+    started = time.perf_counter()
+    try:
+        message = work()
+        stage_status.state, stage_status.error = "done", None
+        return True, message
+    except KeyboardInterrupt:
+        stage_status.state = "interrupted"
+        raise
+    except Exception as error:  # a failing model must not stop the study: record why and go on
+        own = isinstance(error, TrainingFailedError)  # the trainer's message says it all
+        stage_status.state, stage_status.error = (
+            "failed",
+            str(error) if own else f"{type(error).__name__}: {error}",
+        )
+        if traceback_file is not None:
+            atomic_write_text(traceback_file, traceback.format_exc())
+        return False, stage_status.error
+    finally:
+        stage_status.wall_seconds += time.perf_counter() - started
+        write_status(paths.status, status)
+
+
+def _train(plan: RunPlan, study: StudyFile, progress: bool) -> tuple[bool, str]:
+    """Train one run unless it is done; return (trained, what to say about it)."""
+    if read_status(plan.paths.status).training.state == "done" and _same_config(plan):
+        return True, f"training skipped (done: {logged_step(plan.paths.train_dir)} steps)"
+    plan.paths.root.mkdir(parents=True, exist_ok=True)
+
+    def work() -> str:
+        train_run(plan, nproc_per_node=study.config.launch.nproc_per_node, progress=progress)
+        return f"{logged_step(plan.paths.train_dir)} steps"
+
+    started = time.perf_counter()
+    ok, message = _attempt(plan.paths, "training", work, traceback_file=None)
+    took = format_duration(time.perf_counter() - started)
+    if ok:
+        return True, f"training done in {took} ({message})"
+    return False, f"training FAILED after {took}: {message.splitlines()[0]} (see {plan.paths.launch_log})"
+
+
+def _same_config(plan: RunPlan) -> bool:
+    """Whether the run was trained with the config it would get now (else the trainer must decide)."""
+    if not plan.paths.train_yaml.is_file():
+        return False
+    saved = yaml.safe_load(plan.paths.train_yaml.read_text(encoding="utf-8"))
+    return saved == plan.config.model_dump(mode="json")
+
+
+def _evaluate(
+    model: ModelToEvaluate, corpus: StudyCorpus, study: StudyFile, progress: bool, retrieval: bool = False
+) -> tuple[bool, str]:
+    """Write the model's missing results; return (succeeded, what to say about it)."""
+    settings = study.config.evaluation
+    wants_retrieval = retrieval and not model.paths.retrieval.is_file()
+    if not model.pending(corpus, settings) and not wants_retrieval:
+        return True, "evaluation skipped (results exist)"
+
+    def work() -> str:
+        written = evaluate_model(model, corpus, settings, progress=progress)
+        if wants_retrieval:
+            evaluate_retrieval(model, corpus, device=settings.device)
+            written.append(model.paths.retrieval)
+        return ", ".join(path.stem for path in written)
+
+    started = time.perf_counter()
+    ok, message = _attempt(model.paths, "evaluation", work, traceback_file=model.paths.evaluate_log)
+    took = format_duration(time.perf_counter() - started)
+    if ok:
+        return True, f"evaluation done in {took} ({message})"
+    return False, f"evaluation FAILED after {took}: {message} (see {model.paths.evaluate_log})"
+
+
+def _evaluate_run(plan: RunPlan, corpus: StudyCorpus, study: StudyFile, progress: bool) -> tuple[bool, str]:
+    run = plan.run
+    captions = plan.config.captions
+    model = ModelToEvaluate(
+        spec=str(plan.paths.train_dir),
+        paths=plan.paths,
+        eval_languages=run.languages,
+        tag=RunTag(objective=run.objective, train_languages=list(run.languages), seed=run.seed, run=run.name),
+        image_features=captions.image_features if captions is not None else None,
+    )
+    retrieval = run.objective == "vgs+" and study.config.evaluation.retrieval
+    return _evaluate(model, corpus, study, progress, retrieval=retrieval)
+
+
+def _baselines(
+    study: StudyFile,
+    corpus: StudyCorpus,
+    layout: StudyLayout,
+    languages: Sequence[str],
+    stages: StageLog,
+    progress: bool,
+) -> list[str]:
+    """Evaluate every baseline, as one stage; return what failed."""
+    config = study.config
+    started = time.perf_counter()
+    done, failed = [], []
+    for name in config.evaluation.baselines:
+        paths = layout.baseline(name)
+        spec = name
+        if name == "random-init":
+            spec = str(paths.root / RANDOM_INIT_CHECKPOINT)
+            if not Path(spec).is_file():
+                write_random_init(config.train.get("model", {}), seed=config.seeds[0], path=Path(spec))
+        model = ModelToEvaluate(spec, paths, tuple(languages), RunTag(run=name))
+        ok, _ = _evaluate(model, corpus, study, progress)
+        (done if ok else failed).append(name)
+    took = format_duration(time.perf_counter() - started)
+    message = f"evaluated {', '.join(done)} in {took}" if done else "none evaluated"
+    if failed:
+        message += f"; FAILED: {', '.join(failed)} (see {layout.out}/baselines/<name>/evaluate.log)"
+    stages.line("baselines", message)
+    return [f"{name}: evaluation" for name in failed]

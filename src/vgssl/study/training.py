@@ -1,0 +1,243 @@
+"""Training the grid: one validated training config per run, each trained by `vgssl train` in its own process.
+
+A run's config is the study's `train` section, then (VGS+ runs) its `grounded` section, then the run's
+`run_overrides`, then what the study owns: the run directory, the seed, the corpus files of the run's
+languages (manifests; caption files for VGS+) and, unless the config sets it, the audio budget `data.hours`,
+the same for every run (the smallest language's training speech), so that with the default `matched-total`
+mixture a bilingual run hears as much audio as a monolingual one, half per language.
+
+Each run trains in a child process (`python -m vgssl train`, or `torchrun --standalone` for several
+processes): a run that crashes, even hard, cannot take the grid down, and the trainer's own resumption makes
+an interrupted run continue where its last checkpoint left off. The child's output goes to the run's
+`launch.log`; a progress bar follows the steps the trainer writes to `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from vgssl.atomic import atomic_write_text
+from vgssl.errors import VgsslError
+from vgssl.study.config import GROUNDED_SECTIONS, STUDY_OWNED_TRAIN_KEYS, StudyFile, nested_value
+from vgssl.study.corpus import StudyCorpus
+from vgssl.study.grid import Run
+from vgssl.study.layout import ModelPaths, StudyLayout
+from vgssl.train.config import TrainConfig
+from vgssl.train.metrics import METRICS_FILE, read_metrics
+
+POLL_SECONDS = 1.0
+ERROR_MARKER = "vgssl train: error:"
+_CORPUS_FILE_ERRORS = ("file_not_found", "dir_not_found")
+CORPUS_KEYS = (("data",), ("captions",))  # training-config sections that name corpus files
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run: Run
+    paths: ModelPaths
+    config: TrainConfig
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def run_train_dict(
+    study: StudyFile, run: Run, corpus: StudyCorpus, paths: ModelPaths, *, hours: float | None
+) -> dict[str, Any]:
+    """The run's training config before validation (see the module docstring for the merge order)."""
+    config = study.config
+    raw = _merged(config.train, config.grounded) if run.objective == "vgs+" else copy.deepcopy(config.train)
+    raw = _merged(raw, config.run_overrides.get(run.name, {}))
+    raw["run_dir"] = str(paths.train_dir)
+    raw["seed"] = run.seed
+    data = raw.setdefault("data", {})
+    data["train"] = [{"manifest": str(corpus.manifest(language, "train"))} for language in run.languages]
+    valid = [corpus.manifest(language, "valid") for language in run.languages]
+    if corpus.build_spec is not None or all(path.is_file() for path in valid):
+        data["valid"] = [{"manifest": str(path)} for path in valid]
+    data.setdefault("mixture", "matched-total")
+    if hours is not None:
+        data.setdefault("hours", hours)
+    if run.objective == "vgs+":
+        raw.setdefault("grounding", {})
+        captions = raw.setdefault("captions", {})
+        captions["train"] = [{"captions": str(corpus.captions("train"))}]
+        captions["valid"] = {"captions": str(corpus.captions("valid"))}
+    return raw
+
+
+def _check_overrides(study: StudyFile, runs: Sequence[Run]) -> list[str]:
+    names = [run.name for run in runs]
+    problems = []
+    for name, override in study.config.run_overrides.items():
+        if name not in names:
+            problems.append(
+                study.problem(
+                    ("run_overrides", name), f"no run is named {name!r}; the runs are {', '.join(names)}"
+                )
+            )
+        for keys in STUDY_OWNED_TRAIN_KEYS:
+            if nested_value(override, keys) is not None:
+                problems.append(
+                    study.problem(("run_overrides", name, *keys), "set by the study for each run; remove it")
+                )
+    return problems
+
+
+def _source_section(run: Run, location: tuple[Any, ...], override: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where in the study config the key at `location` of a run's training config came from."""
+    if any(nested_value(override, location[:end]) is not None for end in range(1, len(location) + 1)):
+        return ("run_overrides", run.name)
+    if location and location[0] in GROUNDED_SECTIONS:
+        return ("grounded",)
+    return ("train",)
+
+
+def _validate(
+    study: StudyFile, run: Run, raw: dict[str, Any], *, corpus_built: bool
+) -> tuple[TrainConfig | None, list[str]]:
+    try:
+        return TrainConfig.model_validate(raw, context={"base_dir": study.path.parent}), []
+    except ValidationError as error:
+        problems = []
+        override = study.config.run_overrides.get(run.name, {})
+        for problem in error.errors():
+            location = tuple(problem["loc"])
+            if not corpus_built and problem["type"] in _CORPUS_FILE_ERRORS and location[:1] in CORPUS_KEYS:
+                continue  # the corpus files appear when the study builds the corpus
+            prefix = _source_section(run, location, override)
+            # A shared section's problem reads the same for every run it breaks, so it is listed once.
+            problems.append(study.problem((*prefix, *location), problem["msg"]))
+        return None, problems
+
+
+def plan_runs(
+    study: StudyFile, runs: Sequence[Run], corpus: StudyCorpus, layout: StudyLayout, *, hours: float | None
+) -> list[RunPlan]:
+    """Every run's validated training config; raise `StudyConfigError` listing every problem first.
+
+    Before the corpus is built its manifests do not exist: the configs are checked for everything else and
+    no plan is returned.
+    """
+    corpus_built = corpus.build_spec is None
+    problems = _check_overrides(study, runs)
+    plans = []
+    for run in runs:
+        paths = layout.run(run.name)
+        raw = run_train_dict(study, run, corpus, paths, hours=hours)
+        config, found = _validate(study, run, raw, corpus_built=corpus_built)
+        problems += [problem for problem in found if problem not in problems]
+        if config is not None:
+            plans.append(RunPlan(run, paths, config))
+    if problems:
+        raise study.fail(problems)
+    return plans if corpus_built else []
+
+
+def write_train_yaml(plan: RunPlan) -> None:
+    """The full, resolved config the trainer reads (absolute paths, every default spelled out)."""
+    header = f"# written by `vgssl study` for run {plan.run.name}; edit the study config, not this file\n"
+    body = yaml.safe_dump(plan.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    atomic_write_text(plan.paths.train_yaml, header + body)
+
+
+def launch_command(train_yaml: Path, *, nproc_per_node: int) -> list[str]:
+    if nproc_per_node == 1:
+        return [sys.executable, "-m", "vgssl", "train", str(train_yaml)]
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+        "-m", "vgssl", "train", str(train_yaml),
+    ]  # fmt: skip
+
+
+def logged_step(train_dir: Path) -> int:
+    """The last training step the trainer logged (0 before the first log)."""
+    path = train_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    return max((record["step"] for record in read_metrics(path) if record.get("split") == "train"), default=0)
+
+
+def hours_seen(train_dir: Path) -> dict[str, float] | None:
+    """Training audio heard so far over all ranks, in hours: {"audio": audio-only, "captions": with an image}.
+
+    Read from the last checkpoint, which the trainer writes at the end of every run; None before it exists
+    or when the checkpoint does not count them.
+    """
+    import torch
+
+    from vgssl.train.checkpoint import last_checkpoint_path
+
+    path = last_checkpoint_path(train_dir)
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: tensors stay on disk
+    seconds = state.get("seconds_seen")
+    return None if seconds is None else {source: value / 3600 for source, value in seconds.items()}
+
+
+class TrainingFailedError(VgsslError):
+    """The training process of a run exited with an error; the message is the trainer's own."""
+
+
+def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
+    """Train (or resume) one run in a child process; the child is stopped if this process is interrupted."""
+    from tqdm import tqdm
+
+    write_train_yaml(plan)
+    command = launch_command(plan.paths.train_yaml, nproc_per_node=nproc_per_node)
+    with plan.paths.launch_log.open("a", encoding="utf-8") as log:
+        log.write(f"=== {datetime.now(UTC).isoformat(timespec='seconds')} {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        bar = tqdm(
+            total=plan.config.max_steps,
+            initial=logged_step(plan.paths.train_dir),
+            desc=f"{plan.run.label}: training",
+            unit="step",
+            leave=False,
+            disable=not progress,
+        )
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    bar.update(logged_step(plan.paths.train_dir) - bar.n)
+        finally:
+            bar.close()
+            if process.poll() is None:  # interrupted here: do not leave the trainer running
+                process.terminate()
+                process.wait()
+    if returncode != 0:
+        raise TrainingFailedError(failure_summary(plan.paths.launch_log, returncode))
+
+
+def failure_summary(log: Path, returncode: int) -> str:
+    """The trainer's error message from the end of its log, or its last line (a traceback's exception)."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    attempt = text[text.rfind("\n=== ") + 1 :]  # this attempt only
+    if ERROR_MARKER in attempt:
+        return attempt[attempt.rfind(ERROR_MARKER) + len(ERROR_MARKER) :].strip()
+    lines = [line for line in attempt.splitlines() if line.strip()]
+    last = lines[-1].strip() if len(lines) > 1 else "no output"
+    return f"exit status {returncode}: {last}"

@@ -1,0 +1,230 @@
+"""`vgssl study` end to end on the tiny corpus: the CI preset, re-runs, a failing run, interruption."""
+
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vgssl.cli import main
+from vgssl.evaluate.results import read_result
+from vgssl.study.runner import run_study
+from vgssl.study.status import read_status
+from vgssl.train.metrics import read_metrics
+
+TINY_PRESET = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+SECTIONS = [
+    "## Setup",
+    "## Phone ABX",
+    "## Multilingual gap (audio-only vs grounded)",
+    "## Grounding gain (monolingual vs multilingual)",
+    "## The paper's two hypotheses",
+    "## Language ABX",
+    "## Retrieval",
+    "## Training curves",
+    "## Learning happened",
+    "## Conventions",
+]
+RUNS = ["ssl-a_en", "ssl-a_fr", "ssl-a_en+fr", "vgs+_en", "vgs+_fr", "vgs+_en+fr"]
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """`vgssl demo --tiny`: the CI preset (configs/tiny.yaml) as is, corpus build included."""
+    out = tmp_path_factory.mktemp("tiny-study") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["demo", "--tiny", "--out", str(out), "--no-progress"])
+    return out, status, printed.getvalue().splitlines()
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield tree
+
+
+def test_the_tiny_preset_runs_end_to_end(tiny_study):
+    out, status, printed = tiny_study
+    assert status == 0
+    stages = [line for line in printed if line.startswith("[")]
+    assert [line.split("]")[0] for line in stages] == [f"[{k}/15" for k in range(1, 16)]
+    assert not any("FAILED" in line for line in stages)
+    # The demo ends with the answer to the paper's hypotheses, then where the report is.
+    assert "## The paper's two hypotheses" in printed and printed[-1] == f"report: {out / 'report.md'}"
+
+    text = (out / "report.md").read_text(encoding="utf-8")
+    positions = [text.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    numbers = list(_numbers(report))
+    assert len(numbers) > 500 and all(math.isfinite(n) for n in numbers)
+
+    compute = {row["run"]: row for row in report["setup"]["compute"]}
+    assert list(compute) == RUNS
+    for name, row in compute.items():
+        assert (row["state"], row["steps"]) == ("done", 10)
+        assert row["wall_seconds"] > 0
+        assert row["hours_seen"]["audio"] > 0
+        assert (row["hours_seen"]["captions"] > 0) == name.startswith("vgs+")
+        assert (out / "runs" / name / "train" / "checkpoints" / "last.pt").is_file()
+    # Budget matched: every run gets the smallest language's training speech.
+    assert len({row["budget_hours"] for row in compute.values()}) == 1
+
+    # 8 (run, language) pairs and 3 baselines × 2 languages, each within and across speaker.
+    assert len(report["phone_abx"]) == (8 + 6) * 2
+    gap = report["gap_analysis"]
+    assert {(r["eval_language"], r["label"]) for r in gap["gaps"]} == {
+        (language, objective) for language in ("en", "fr", "average") for objective in ("ssl-a", "vgs+")
+    }
+    assert {(r["eval_language"], r["label"]) for r in gap["gains"]} == {
+        (language, kind) for language in ("en", "fr", "average") for kind in ("mono", "multilingual")
+    }
+    assert [h["scope"] for h in gap["hypotheses"]].count("average") == 2
+    assert all(row["ours"] is not None for row in report["paper_comparison"])
+    assert {(r["model"], r["language"]) for r in report["retrieval"]} == {
+        ("vgs+_en", "en"), ("vgs+_fr", "fr"),
+        ("vgs+_en+fr", "en"), ("vgs+_en+fr", "fr"), ("vgs+_en+fr", "all"),
+    }  # fmt: skip
+    assert len(report["language_abx"]) == 6 + 3
+    assert len(report["learning"]) == 8
+    assert report["failures"] == []
+    for path in report["figures"].values():
+        assert (out / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_numbers_are_the_result_files_numbers(tiny_study):
+    out, _, _ = tiny_study
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    row = next(
+        r
+        for r in report["phone_abx"]
+        if (r["model"], r["eval_language"], r["speaker"]) == ("vgs+_en+fr", "fr", "across")
+    )
+    result = read_result(out / "runs" / "vgs+_en+fr" / "results" / "phone_abx_fr.json")
+    errors = {s.layer: s.error for s in result.scores if (s.speaker, s.context) == ("across", "within")}
+    assert row["best_error"] == min(errors.values()) and errors[row["best_layer"]] == row["best_error"]
+    assert row["fixed_layer"] == 1 and row["fixed_error"] == errors[1]
+    assert result.run.objective == "vgs+" and result.run.train_languages == ["en", "fr"]
+    retrieval = json.loads(
+        (out / "runs" / "vgs+_en" / "results" / "retrieval.json").read_text(encoding="utf-8")
+    )
+    in_report = next(r for r in report["retrieval"] if r["model"] == "vgs+_en")
+    assert in_report["speech_to_image"] == retrieval["languages"]["en"]["speech_to_image"]
+
+
+def test_a_second_run_skips_what_is_done(tiny_study):
+    out, _, _ = tiny_study
+    watched = [out / "runs" / name / "train" / "checkpoints" / "last.pt" for name in RUNS]
+    watched += sorted((out / "runs").glob("*/results/*.json")) + sorted(
+        (out / "baselines").glob("*/results/*.json")
+    )
+    before = {path: path.stat().st_mtime_ns for path in watched}
+    lines: list[str] = []
+    outcome = run_study(TINY_PRESET, out, progress=False, write=lines.append)
+    assert outcome.failed == []
+    assert sum("training skipped (done: 10 steps)" in line for line in lines) == 6
+    assert sum("evaluation skipped (results exist)" in line for line in lines) == 6
+    assert {path: path.stat().st_mtime_ns for path in watched} == before
+    assert all(read_status(out / "runs" / name / "status.json").training.attempts == 1 for name in RUNS)
+
+
+def _derived_config(tmp_path: Path, **changes) -> Path:
+    config = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        config[key] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_three_languages_and_a_failing_run(tmp_path):
+    """A diverging run (absurd learning rate) fails; the grid goes on and the report shows what is missing."""
+    config = _derived_config(
+        tmp_path,
+        corpus={"synth": {"tiny": True, "languages": ["en", "fr", "es"]}},
+        languages=["en", "fr", "es"],
+        objectives=["ssl-a"],
+        run_overrides={"ssl-a_es": {"optim": {"lr": 1.0e30, "warmup_steps": 0}}},
+        evaluation={"layers": [0, 1], "fixed_layer": 1, "baselines": []},
+    )
+    out = tmp_path / "out"
+    lines: list[str] = []
+    outcome = run_study(config, out, progress=False, write=lines.append)
+    assert outcome.failed == ["ssl-a es: training"]
+    assert any("ssl-a es: training FAILED" in line and "non-finite loss" in line for line in lines)
+    assert any("ssl-a es: evaluation not possible (training failed)" in line for line in lines)
+    status = read_status(out / "runs" / "ssl-a_es" / "status.json")
+    assert status.training.state == "failed" and "non-finite loss" in status.training.error
+
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [row["state"] for row in report["setup"]["compute"]] == ["done", "done", "failed", "done"]
+    failure = report["failures"][0]
+    assert (failure["model"], failure["stage"], failure["log"]) == (
+        "ssl-a_es",
+        "training",
+        "runs/ssl-a_es/launch.log",
+    )
+    assert failure["missing_results"] == [
+        "runs/ssl-a_es/results/phone_abx_es.json",
+        "runs/ssl-a_es/results/language_abx.json",
+    ]
+    # Only what the failed run would have given is missing: no VGS+ run was asked for.
+    assert report["failures"][1]["missing_cells"] == ["ssl-a gap on es for en+es+fr: needs mono + multi runs"]
+    # The other languages get their gap against the three-language run.
+    gaps = {(r["eval_language"], r["train_languages"]) for r in report["gap_analysis"]["gaps"]}
+    assert gaps == {("en", "en+es+fr"), ("fr", "en+es+fr"), ("average", "—")}
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "| ssl-a es | failed |" in text and "[log](runs/ssl-a_es/launch.log)" in text
+    assert "es best" in text  # the phone ABX table has a column for every language
+
+
+def test_an_interrupted_study_resumes(tmp_path, tiny_study):
+    corpus = tiny_study[0] / "corpus"
+    config = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))
+    config.update(corpus={"path": str(corpus), "synth": None}, languages=["en"], objectives=["ssl-a"])
+    config["train"].update(max_steps=40, checkpoint={"every": 4}, logging={"every": 4, "tensorboard": False})
+    config["evaluation"].update(baselines=[])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    checkpoint = out / "runs" / "ssl-a_en" / "train" / "checkpoints" / "last.pt"
+    command = [sys.executable, "-m", "vgssl", "study", str(path), "--out", str(out), "--no-progress"]
+    # Its own process group, so the interrupt reaches the study and its trainer, as Ctrl-C in a terminal does.
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        while not checkpoint.is_file() and process.poll() is None:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, output
+    assert "interrupted; re-run the same command to resume" in output
+    assert read_status(out / "runs" / "ssl-a_en" / "status.json").training.state == "interrupted"
+
+    lines: list[str] = []
+    outcome = run_study(path, out, progress=False, write=lines.append)
+    assert outcome.failed == []
+    train_dir = out / "runs" / "ssl-a_en" / "train"
+    assert "resumed from" in (train_dir / "train.log").read_text(encoding="utf-8")
+    steps = [r["step"] for r in read_metrics(train_dir / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == list(range(4, 41, 4))  # one record per logged step, as if never interrupted
+    status = read_status(out / "runs" / "ssl-a_en" / "status.json")
+    assert (status.training.state, status.training.attempts) == ("done", 2)
