@@ -157,7 +157,13 @@ def _hypotheses(report: dict[str, Any]) -> list[str]:
         if found is None:
             lines.append(f"* **{statement}**: not testable here (missing runs); {paper}.")
             continue
-        verdict = "held" if found["held"] else "did not hold"
+        # A point estimate on the right side of 0 is not a finding while its interval straddles 0.
+        if found["ci_excludes_zero"]:
+            verdict = "held" if found["held"] else "did not hold (the opposite is significant)"
+        else:
+            verdict = (
+                "not established (" + ("leans towards holding" if found["held"] else "leans against") + ")"
+            )
         certainty = (
             "its 95 % interval excludes 0" if found["ci_excludes_zero"] else "its 95 % interval includes 0"
         )
