@@ -33,7 +33,7 @@ from pydantic import (
 from vgssl.corpus.spec import CorpusSpecError, make_spec
 from vgssl.errors import VgsslError
 from vgssl.evaluate.results import ContextMode, Objective, SpeakerMode
-from vgssl.train.config import ResolvedPath, StrictYamlLoader, format_config_error
+from vgssl.train.config import ResolvedPath, format_config_error, read_yaml_mapping
 
 BaselineName = Literal["mfcc", "mfcc-raw", "fbank", "random-init"]
 # Keys of a run's training config that the study sets; a value in the study config would be silently replaced.
@@ -212,16 +212,12 @@ def _listed(path: Path, problems: Sequence[str]) -> StudyConfigError:
 def load_study_config(path: str | os.PathLike[str]) -> StudyFile:
     """Read and validate a study YAML file; raise `StudyConfigError` listing every problem with its line."""
     source = Path(path)
-    if not source.is_file():
-        raise StudyConfigError(f"study config {source} does not exist")
-    text = source.read_text(encoding="utf-8")
-    try:
-        raw = yaml.load(text, Loader=StrictYamlLoader)
-        root_node = yaml.compose(text, Loader=StrictYamlLoader)
-    except yaml.YAMLError as error:
-        raise StudyConfigError(f"{source}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise StudyConfigError(f"{source}: the top level must be a mapping (corpus, languages, train, ...)")
+    raw, root_node = read_yaml_mapping(
+        source,
+        error=StudyConfigError,
+        missing=f"study config {source} does not exist",
+        keys="corpus, languages, train",
+    )
     try:
         config = StudyConfig.model_validate(raw, context={"base_dir": source.parent})
     except ValidationError as error:

@@ -253,19 +253,29 @@ class TrainConfig(_Section):
         return self.model_dump(mode="json", exclude={"run_dir"})
 
 
-def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Read and validate a YAML config. `overrides` maps dotted keys ("max_steps", "optim.lr") to values."""
-    source = Path(path)
+def read_yaml_mapping(
+    source: Path, *, error: type[VgsslError], missing: str, keys: str
+) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The YAML file's top-level mapping and its node tree (for line numbers); `error` for anything else."""
     if not source.is_file():
-        raise ConfigError(f"config file {source} does not exist")
+        raise error(missing)
     text = source.read_text(encoding="utf-8")
     try:
         raw = yaml.load(text, Loader=StrictYamlLoader)
         root_node = yaml.compose(text, Loader=StrictYamlLoader)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML: {error}") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{source}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys (run_dir, data, model, ...)")
+        raise error(f"{source}: the top level must be a mapping of keys ({keys}, ...)")
+    return raw, root_node
+
+
+def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a YAML config. `overrides` maps dotted keys ("max_steps", "optim.lr") to values."""
+    source = Path(path)
+    raw, root_node = read_yaml_mapping(
+        source, error=ConfigError, missing=f"config file {source} does not exist", keys="run_dir, data, model"
+    )
     for dotted_key, value in (overrides or {}).items():
         _set_dotted(raw, dotted_key.split("."), value)
     try:
