@@ -96,11 +96,11 @@ def test_captions_reference_existing_files_in_every_language(corpus: Path) -> No
             assert all((corpus / c["wav"]).is_file() for c in entry["captions"])
 
 
-def _planted_features(corpus: Path, root: Path, *, permute: bool) -> None:
+def _planted_features(corpus: Path, root: Path, *, permute: bool, split: str = "test") -> None:
     """Per frame, a one-hot of the phone at the frame's centre (0.01 + 0.02 i s), from the alignments."""
     rng = np.random.default_rng(0)
     for language in ("en", "fr"):
-        lines = (corpus / "alignments" / f"{language}_test.jsonl").read_text().splitlines()
+        lines = (corpus / "alignments" / f"{language}_{split}.jsonl").read_text().splitlines()
         utterances = [json.loads(line) for line in lines]
         inventory = sorted({p[2] for u in utterances for p in u["phones"]})
         for utt in utterances:
@@ -134,6 +134,39 @@ def test_planted_phone_features_give_zero_abx_error_and_shuffled_ones_chance(
         triphone = corpus / "items" / f"{language}_test_triphone.item"
         assert zerospeech_abx(triphone, planted, **options) < 0.03
         assert 0.35 < zerospeech_abx(item, shuffled, **options) < 0.65
+
+
+def test_valid_items_refer_to_existing_valid_speech_of_train_speakers(corpus: Path) -> None:
+    card = read_card(corpus)
+    train_ids = {s["id"] for s in card["speakers"]["train"]}
+    for language in ("en", "fr"):
+        manifest = read_manifest(corpus / "manifests" / f"{language}_valid.tsv")
+        samples = {entry.key: entry.num_samples for entry in manifest.entries}
+        info = card["languages"][language]
+        assert info["speech_speakers"]["valid"] == len({e.speaker for e in manifest.entries}) >= 2
+        for flavour in ("phoneme", "triphone"):
+            lines = (corpus / "items" / f"{language}_valid_{flavour}.item").read_text().splitlines()
+            assert lines[0] == "#file onset offset #phone prev-phone next-phone speaker"
+            rows = [line.split() for line in lines[1:]]
+            assert len(rows) == info["valid_items"][flavour] > 0
+            assert {row[0] for row in rows} <= set(samples)
+            assert all(row[0].startswith(f"{language}/valid/") for row in rows)
+            assert all(
+                (corpus / "audio" / f"{row[0]}.wav").is_file() for row in {r[0]: r for r in rows}.values()
+            )
+            assert all(0 <= float(row[1]) < float(row[2]) <= samples[row[0]] / 16_000 for row in rows)
+            assert {row[6] for row in rows} <= train_ids and len({row[6] for row in rows}) >= 2
+    assert "items/{lang}_{valid,test}_{phoneme,triphone}.item" in card["layout"]["items"]
+
+
+def test_planted_features_give_zero_abx_error_on_the_valid_items(corpus: Path, tmp_path: Path) -> None:
+    from fastabx import zerospeech_abx
+
+    _planted_features(corpus, tmp_path, permute=False, split="valid")
+    for language in ("en", "fr"):
+        item = corpus / "items" / f"{language}_valid_phoneme.item"
+        options = {"speaker": "across", "context": "any", "frequency": 50, "seed": 0}
+        assert zerospeech_abx(item, tmp_path, max_size_group=10, max_x_across=5, **options) == 0.0
 
 
 def test_language_items_cover_both_languages_and_all_test_speakers(corpus: Path) -> None:

@@ -77,3 +77,62 @@ def test_features_of_an_utterance_do_not_depend_on_batch_padding(frontend: str, 
     padded = module(batch, torch.tensor([5_000, 9_000]))
     frames = expected_frames(5_000)
     assert torch.allclose(padded[0, :frames], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("normalization", ["utterance", "none"])
+def test_fbank_normalisation_is_blind_to_padding(normalization: str) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        frontend="fbank", fbank_normalization=normalization, dim=32, heads=2, pos_conv_groups=4
+    )
+    module = FbankFrontend(config)
+    short, long = 3.0 * torch.randn(5_000), torch.randn(9_000)
+    batch = torch.zeros(2, 9_000)
+    batch[0, :5_000], batch[1] = short, long
+    alone = module.features(short.unsqueeze(0), torch.tensor([5_000]))
+    padded = module.features(batch, torch.tensor([5_000, 9_000]))
+    frames = expected_frames(5_000)
+    assert torch.allclose(padded[0, :frames], alone[0], atol=1e-4)
+    assert not torch.allclose(padded[0, :frames], padded[1, :frames], atol=1e-2)  # the comparison can fail
+
+
+def test_fbank_utterance_normalisation_standardises_each_bin_over_valid_frames() -> None:
+    torch.manual_seed(1)
+    config = ModelConfig(frontend="fbank", dim=32, heads=2, pos_conv_groups=4)
+    module = FbankFrontend(config)
+    wav = torch.zeros(2, 16_000)
+    wav[0, :8_000] = 5.0 * torch.randn(8_000)  # a loud half second, then padding
+    wav[1] = 0.01 * torch.randn(16_000)
+    features = module.features(wav, torch.tensor([8_000, 16_000]))
+    raw = module.log_mel(wav)
+    for row, frames in enumerate((expected_frames(8_000), expected_frames(16_000))):
+        mel = features[row, :frames].reshape(2 * frames, 80)
+        assert torch.allclose(mel.mean(0), torch.zeros(80), atol=1e-4)
+        assert torch.allclose(mel.var(0, unbiased=False), torch.ones(80), atol=1e-3)
+        assert bool((features[row, frames:] == 0).all())
+    # The two inputs differed in level by about 54 dB: the raw log-mel shows it, the normalised one not.
+    frames = expected_frames(8_000)
+    assert float(raw[0, :frames].mean() - raw[1, :frames].mean()) > 10.0
+
+
+def test_waveform_normalisation_is_blind_to_padding_and_level() -> None:
+    from vgssl.model.wav2vec2 import Wav2Vec2
+
+    torch.manual_seed(2)
+    config = ModelConfig(
+        frontend="conv", conv_layers=SMALL_CONV, normalize_waveform=True, dim=32, layers=1, heads=2,
+        pos_conv_groups=4, pos_conv_kernel=8, codevector_dim=16, final_dim=16, codebook_entries=8,
+    )  # fmt: skip
+    model = Wav2Vec2(config).eval()
+    short = torch.randn(6_000) + 0.5
+    batch = torch.zeros(2, 9_000)
+    batch[0, :6_000], batch[1] = short, torch.randn(9_000)
+    padding = torch.zeros(2, 9_000, dtype=torch.bool)
+    padding[0, 6_000:] = True
+    alone, _ = model.encode(short.unsqueeze(0))
+    louder, _ = model.encode(40.0 * short.unsqueeze(0) - 3.0)
+    padded, _ = model.encode(batch, padding)
+    frames = expected_frames(6_000)
+    for one, loud, in_batch in zip(alone, louder, padded, strict=True):
+        assert torch.allclose(in_batch[0, :frames], one[0], atol=1e-4)
+        assert torch.allclose(loud, one, atol=1e-3)

@@ -123,3 +123,24 @@ def test_export_command_refuses_a_non_empty_output_unless_overwrite(tmp_path: Pa
     wav = torch.randn(1, 8_000)
     for their_state, our_state in zip(hf_hidden_states(out, wav), model.eval().encode(wav)[0], strict=True):
         assert torch.allclose(their_state, our_state, atol=1e-5)
+
+
+def test_waveform_normalisation_travels_both_ways_through_do_normalize(tmp_path: Path) -> None:
+    model = tiny_model(normalize_waveform=True)
+    export_to_hf(model, tmp_path / "hf")
+    extractor = transformers.Wav2Vec2FeatureExtractor.from_pretrained(tmp_path / "hf")
+    assert extractor.do_normalize is True
+    wav = 3.0 * torch.randn(12_000) + 0.2
+    inputs = extractor(wav.numpy(), sampling_rate=16_000, return_tensors="pt")
+    theirs = hf_hidden_states(tmp_path / "hf", inputs["input_values"])
+    ours, _ = model.encode(wav.unsqueeze(0))  # our model normalises the raw waveform itself
+    for their_state, our_state in zip(theirs, ours, strict=True):
+        assert torch.allclose(their_state, our_state, atol=1e-4)
+    assert model_config_from_hf(tmp_path / "hf").normalize_waveform is True
+    with pytest.raises(HFCheckpointMismatchError, match="do_normalize"):
+        init_from_hf(tiny_model(normalize_waveform=False), tmp_path / "hf")
+
+
+def test_models_without_the_feature_layer_norm_cannot_be_exported(tmp_path: Path) -> None:
+    with pytest.raises(FbankNotExportableError, match="feature_layer_norm"):
+        export_to_hf(tiny_model(feature_layer_norm=False), tmp_path / "hf")

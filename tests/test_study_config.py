@@ -11,7 +11,7 @@ from vgssl.study.config import StudyConfigError, load_study_config
 from vgssl.study.corpus import locate_corpus, study_languages
 from vgssl.study.grid import enumerate_runs, training_sets
 from vgssl.study.layout import StudyLayout
-from vgssl.study.training import plan_runs
+from vgssl.study.training import control_statement, plan_runs, run_train_dict
 
 TINY_PRESET = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 
@@ -155,3 +155,41 @@ def test_training_config_mistakes_point_at_the_study_config(tmp_path):
     # The shared model section breaks all six runs but is reported once, where it is written.
     assert sum("train.model: Value error, dim=32 is not divisible by heads=3" in p for p in problems) == 1
     assert len(problems) == 4
+
+
+def test_ssl_a_runs_hear_the_caption_speech_of_vgs_runs_unless_the_control_is_off(tmp_path):
+    runs = enumerate_runs(objectives=["ssl-a", "vgs+"], languages=["en", "fr"], seeds=[0], pairwise=False)
+    sections = {}
+    for control in ("default", "caption-speech", "none"):
+        config = _tiny() if control == "default" else _tiny(control=control)
+        config["grounded"]["objective"] = {"schedule": "interleave", "caption_step_fraction": 0.5}
+        study = load_study_config(_write(tmp_path, config, name=f"{control}.yaml"))
+        corpus = locate_corpus(study, tmp_path / "out")
+        layout = StudyLayout(tmp_path / "out")
+        assert plan_runs(study, runs, corpus, layout, hours=None) == []  # valid, up to the corpus files
+        raws = {
+            run.name: run_train_dict(study, run, corpus, layout.run(run.name), hours=None) for run in runs
+        }
+        sections[control] = raws
+        vgs = raws["vgs+_en"]
+        assert vgs["captions"]["valid"] == {"captions": str(corpus.captions("valid"))}
+        assert "grounding" in vgs and vgs["objective"]["schedule"] == "interleave"
+        assert control_statement(study).startswith("Control: none" if control == "none" else "Control: every")
+    for control in ("default", "caption-speech"):
+        ssl = sections[control]["ssl-a_en+fr"]
+        vgs = sections[control]["vgs+_en+fr"]
+        assert "grounding" not in ssl
+        assert ssl["captions"] == {key: value for key, value in vgs["captions"].items() if key != "valid"}
+        assert ssl["captions"]["train"] == [{"captions": str(corpus.captions("train"))}]
+        assert ssl["captions"]["grounded_fraction"] == 0.4 and ssl["objective"] == vgs["objective"]
+        assert {key: ssl[key] for key in ("data", "model", "optim")} == {
+            key: vgs[key] for key in ("data", "model", "optim")
+        }
+    for name in ("ssl-a_en", "ssl-a_en+fr"):
+        assert not {"captions", "objective", "grounding"} & set(sections["none"][name])
+    assert "captions" in sections["none"]["vgs+_en"]
+
+
+def test_an_unknown_control_is_refused(tmp_path):
+    with pytest.raises(StudyConfigError, match=r"control: Input should be 'caption-speech' or 'none'"):
+        load_study_config(_write(tmp_path, _tiny(control="images")))

@@ -116,8 +116,19 @@ def test_report_numbers_are_the_result_files_numbers(tiny_study):
     )
     result = read_result(out / "runs" / "vgs+_en+fr" / "results" / "phone_abx_fr.json")
     errors = {s.layer: s.error for s in result.scores if (s.speaker, s.context) == ("across", "within")}
-    assert row["best_error"] == min(errors.values()) and errors[row["best_layer"]] == row["best_error"]
+    # The layer is chosen on the valid items; the reported error is the test error at that layer.
+    valid = read_result(out / "runs" / "vgs+_en+fr" / "results" / "phone_abx_fr_valid.json")
+    assert valid.item_file.endswith("fr_valid_triphone.item")
+    valid_errors = {s.layer: s.error for s in valid.scores if (s.speaker, s.context) == ("across", "within")}
+    assert row["layer_chosen_on"] == "valid" and row["valid_errors_by_layer"] == {
+        str(layer): error for layer, error in sorted(valid_errors.items())
+    }
+    assert row["layer"] == min(valid_errors, key=lambda layer: (valid_errors[layer], layer))
+    assert row["error"] == errors[row["layer"]]
+    assert row["test_best_error"] == min(errors.values()) == errors[row["test_best_layer"]]
     assert row["fixed_layer"] == 1 and row["fixed_error"] == errors[1]
+    choices = report["gap_analysis"]["layer_choice"]
+    assert len(choices) == 8 and all(choice["chosen_on"] == "valid" for choice in choices)
     assert result.run.objective == "vgs+" and result.run.train_languages == ["en", "fr"]
     retrieval = json.loads(
         (out / "runs" / "vgs+_en" / "results" / "retrieval.json").read_text(encoding="utf-8")
@@ -180,6 +191,7 @@ def test_three_languages_and_a_failing_run(tmp_path):
     )
     assert failure["missing_results"] == [
         "runs/ssl-a_es/results/phone_abx_es.json",
+        "runs/ssl-a_es/results/phone_abx_es_valid.json",
         "runs/ssl-a_es/results/language_abx.json",
     ]
     # Only what the failed run would have given is missing: no VGS+ run was asked for.
@@ -189,7 +201,7 @@ def test_three_languages_and_a_failing_run(tmp_path):
     assert gaps == {("en", "en+es+fr"), ("fr", "en+es+fr"), ("average", "—")}
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "| ssl-a es | failed |" in text and "[log](runs/ssl-a_es/launch.log)" in text
-    assert "es best" in text  # the phone ABX table has a column for every language
+    assert "es chosen on valid" in text  # the phone ABX table has a column for every language
 
 
 def test_an_interrupted_study_resumes(tmp_path, tiny_study):

@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ from vgssl.corpus.spokencoco import CaptionedImage, MissingCaptionFileError, Pix
 from vgssl.evaluate.retrieval import embed_caption_set, retrieval_scores
 from vgssl.model.config import ModelConfig
 from vgssl.model.pretrained import load_model
-from vgssl.model.vgs import GroundingConfig, VgsModel, load_vgs_model
+from vgssl.model.vgs import GroundingConfig, NotAGroundedCheckpointError, VgsModel, load_vgs_model
+from vgssl.study.training import run_control
+from vgssl.train import loop
 from vgssl.train.captions import (
+    CaptionBatch,
     CaptionDataError,
     CaptionItem,
     CaptionPair,
@@ -46,6 +50,8 @@ from vgssl.train.loop import Trainer
 from vgssl.train.metrics import read_metrics
 from vgssl.train.mixture import Utterance
 from vgssl.train.objective import LossWeighting, is_interleaved_caption_step, step_kind
+from vgssl.train.optimizer import gradient_norms, module_parameters
+from vgssl.train.schedule import lr_scale
 
 RATE = 16_000
 CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
@@ -172,9 +178,16 @@ def test_a_grounded_step_is_the_gradient_of_the_weighted_sum_of_normalised_losse
     weighting = LossWeighting(ObjectiveConfig(weights={"ssl": 0.5, "caption_ssl": 2.0, "vg": 3.0}))
     totals = grounded_gradients(
         model, weighting, audio_batches=audio, caption_batches=captions, seed=3, step=7, context=CPU,
-        autocast_dtype=None,
+        autocast_dtype=None, measure=module_parameters(model),
     )  # fmt: skip
     combined = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    # The collapsed loss: pairs of image p have 1 negative, the others 2 (q) or 1 (r, s): ln(1 + n · e).
+    assert totals.grounding["collapsed"] == pytest.approx(4 * math.log(1 + math.e) + math.log(1 + 2 * math.e))
+    # The heads get the grounding term's gradient only; the encoder gets all three.
+    head = torch.cat([p.grad.flatten() for p in model.audio_head.parameters() if p.grad is not None])
+    assert totals.grad_norms["vg/audio_head"] == pytest.approx(float(head.norm()), rel=1e-5)
+    assert {"ssl/audio_encoder", "caption_ssl/audio_encoder", "vg/audio_encoder"} <= set(totals.grad_norms)
+    assert "ssl/audio_head" not in totals.grad_norms
 
     # The same loss in one expression, with the same seeds (so the same masks and dropout).
     model.zero_grad()
@@ -277,8 +290,12 @@ def write_config(corpus: Path, directory: Path, **changes: object) -> Path:
 def test_a_grounded_run_trains_and_resumes_under_two_gloo_ranks(corpus: Path, tmp_path: Path) -> None:
     objective = {"schedule": "interleave", "caption_step_fraction": 0.5, "interleave_block": 4}
     objective["weighting"] = "uncertainty"
-    distributed = write_config(corpus, tmp_path / "ddp", objective=objective)
-    single = write_config(corpus, tmp_path / "single", objective=objective, optim={"accumulation": 2})
+    # Negatives from the rank's own micro-batch, as one process accumulating two micro-batches has them.
+    grounding = {"gather_negatives": False}
+    distributed = write_config(corpus, tmp_path / "ddp", objective=objective, grounding=grounding)
+    single = write_config(
+        corpus, tmp_path / "single", objective=objective, optim={"accumulation": 2}, grounding=grounding
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "vgssl", "train", str(distributed)]
     for stop in (["--stop-at", "3"], []):
@@ -344,6 +361,191 @@ def test_ssl_then_joint_warms_up_on_audio_and_limits_the_grounded_share(corpus: 
     assert "has an image" in (tmp_path / "run/train.log").read_text()
 
 
+def without_grounding(path: Path, directory: Path) -> Path:
+    """The caption-speech control of the VGS+ config at `path`: the same config without grounding."""
+    config = yaml.safe_load(path.read_text())
+    del config["grounding"]
+    del config["captions"]["valid"]  # retrieval needs the grounding branch
+    config["run_dir"] = str(directory / "run")
+    directory.mkdir(parents=True, exist_ok=True)
+    control = directory / "train.yaml"
+    control.write_text(yaml.safe_dump(config))
+    return control
+
+
+def test_the_caption_speech_control_hears_the_vgs_captions_without_images(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objective = {"schedule": "interleave", "caption_step_fraction": 0.5, "interleave_block": 4}
+    grounded = write_config(
+        corpus, tmp_path / "vgs", max_steps=5, objective=objective, captions={"grounded_fraction": 0.3}
+    )
+    control = without_grounding(grounded, tmp_path / "control")
+    assert load_config(control).is_caption_control and not load_config(control).is_grounded
+    assert (
+        run_control(load_config(control)) == "caption-speech" and run_control(load_config(grounded)) is None
+    )
+
+    heard: dict[str, list[list[str]]] = {"vgs": [], "control": []}
+
+    def recording(run: str) -> Callable[[Sequence[CaptionItem]], CaptionBatch]:
+        def collate(items: Sequence[CaptionItem]) -> CaptionBatch:
+            batch = collate_captions(items)
+            heard[run].append(batch.audio.utt_ids)
+            return batch
+
+        return collate
+
+    monkeypatch.setattr(loop, "collate_captions", recording("vgs"))
+    assert main(["train", str(grounded)]) == 0
+
+    def no_images(*_: object) -> None:
+        raise AssertionError("the control read an image")
+
+    monkeypatch.setattr(PixelImages, "load", no_images)
+    monkeypatch.setattr(loop, "collate_captions", recording("control"))
+    assert main(["train", str(control)]) == 0
+
+    # The same caption utterances, in the same batches, at the same steps.
+    assert heard["vgs"] and heard["control"] == heard["vgs"]
+    runs = {"vgs": tmp_path / "vgs/run", "control": tmp_path / "control/run"}
+    selections = {run: json.loads((path / "selection.json").read_text()) for run, path in runs.items()}
+    assert selections["vgs"]["captions"].pop("heard_with_images") is True
+    assert selections["control"]["captions"].pop("heard_with_images") is False
+    assert selections["control"] == selections["vgs"]
+    ids = {run: (path / "caption_utterances.txt").read_text().split() for run, path in runs.items()}
+    assert ids["control"] == ids["vgs"] and 0 < len(ids["vgs"]) < 24
+    assert selections["vgs"]["captions"]["pairs"] == len(ids["vgs"])
+
+    records = {
+        run: [r for r in read_metrics(path / "metrics.jsonl") if r["split"] == "train"]
+        for run, path in runs.items()
+    }
+    assert [r["caption_step"] for r in records["control"]] == [r["caption_step"] for r in records["vgs"]]
+    assert not any(key.startswith(("vg_", "grad_norm/vg/")) for r in records["control"] for key in r)
+    # Before the first update both models are the same audio encoder on the same crops and masks.
+    first = {run: records[run][0] for run in runs}
+    for key in ("contrastive", "caption_contrastive"):
+        if key in first["vgs"]:
+            assert first["control"][key] == pytest.approx(first["vgs"][key], rel=1e-5), key
+    assert records["control"][-1]["caption_speech_fraction_so_far"] == pytest.approx(
+        records["vgs"][-1]["grounded_fraction_so_far"]
+    )
+
+    # The control's checkpoints are an audio-only model's, and count the caption speech apart.
+    states = {run: torch.load(path / "checkpoints/last.pt", weights_only=True) for run, path in runs.items()}
+    assert "grounding" not in states["control"] and "grounding_config" not in states["control"]
+    assert set(states["control"]["model"]) == set(states["vgs"]["model"])
+    assert states["control"]["seconds_seen"]["caption_speech"] == pytest.approx(
+        states["vgs"]["seconds_seen"]["captions"]
+    )
+    assert states["control"]["seconds_seen"]["captions"] == 0.0  # nothing heard with an image
+    assert states["control"]["seconds_seen"]["audio"] == pytest.approx(states["vgs"]["seconds_seen"]["audio"])
+    assert states["control"]["best"]["criterion"] == "ssl_loss"
+    assert load_model(runs["control"]).config.dim == TINY_MODEL["dim"]
+    with pytest.raises(NotAGroundedCheckpointError):
+        load_vgs_model(runs["control"])
+
+
+def test_best_follows_valid_retrieval_and_head_schedules_resume_exactly(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = {
+        "optim": {"lr": 0.002, "warmup_steps": 2, "head_lr": 0.0005, "head_warmup_steps": 4},
+        "logging": {"every": 2, "valid_every": 2, "tensorboard": False, "progress": False},
+    }
+    config = write_config(corpus, tmp_path, **changes)
+    calls = []
+
+    def counting(parts: dict[str, list[torch.nn.Parameter]]) -> dict[str, float]:
+        calls.append(len(parts))
+        return gradient_norms(parts)
+
+    monkeypatch.setattr(loop, "gradient_norms", counting)
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "straight")]) == 0
+    assert len(calls) == 3  # per-part gradient norms on the three logging steps only
+    for stop in (["--stop-at", "3"], []):
+        assert main(["train", str(config), "--run-dir", str(tmp_path / "resumed"), *stop]) == 0
+    assert "resumed from" in (tmp_path / "resumed/train.log").read_text()
+
+    states = {
+        run: torch.load(tmp_path / run / "checkpoints/last.pt", weights_only=True)
+        for run in ("straight", "resumed")
+    }
+    for part in ("model", "grounding"):
+        for name, value in states["straight"][part].items():
+            assert torch.equal(value, states["resumed"][part][name]), name
+    records = {run: read_metrics(tmp_path / run / "metrics.jsonl") for run in states}
+
+    def comparable(run: str) -> list[dict]:
+        # The stop logs its own (shorter) interval, so the resumed run's record at step 4 covers fewer steps.
+        kept = [r for r in records[run] if r["split"] == "valid" or r["step"] in (2, 6)]
+        return [{k: v for k, v in r.items() if k != "audio_seconds_per_second"} for r in kept]
+
+    assert comparable("resumed") == comparable("straight")
+
+    # Each role's learning rate follows its own schedule (logged as interval means, like every value).
+    train_records = [r for r in records["straight"] if r["split"] == "train"]
+    for record in train_records:
+        updates = [record["step"] - 2, record["step"] - 1]
+        for key, peak, warmup in (("lr", 0.002, 2), ("lr_head", 0.0005, 4)):
+            expected = [
+                peak * lr_scale(u, warmup_steps=warmup, total_steps=6, decay="linear") for u in updates
+            ]
+            assert record[key] == pytest.approx(sum(expected) / 2), (key, record["step"])
+        parts = ("audio_encoder", "audio_head", "image_encoder", "log_logit_scale")
+        assert {f"grad_norm/{part}" for part in parts} <= set(record)
+        assert {
+            "grad_norm/vg/audio_encoder",
+            "grad_norm/ssl/audio_encoder",
+            "grad_norm/vg/audio_head",
+        } <= set(record)
+        # Four pairs per batch, each image with up to two captions: 1 to 3 negatives per pair.
+        low, high = 2 * math.log(1 + math.e), 2 * math.log(1 + 3 * math.e)
+        assert low <= record["vg_collapsed_loss"] <= high
+
+    # best.pt is the checkpoint with the best valid retrieval: mean R@10, then mean R@1, ties to the later.
+    valid = [r for r in records["straight"] if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [2, 4, 6]
+
+    def score(record: dict) -> tuple[float, float]:
+        return tuple(
+            (record[f"all/speech_to_image_R@{k}"] + record[f"all/image_to_speech_R@{k}"]) / 2 for k in (10, 1)
+        )
+
+    best_step = max(valid, key=lambda r: (score(r), r["step"]))["step"]
+    for run in states:
+        best = torch.load(tmp_path / run / "checkpoints/best.pt", weights_only=True)
+        assert best["step"] == best_step and best["best"]["step"] == best_step
+        assert best["best"]["criterion"] == "retrieval"
+        assert tuple(best["best"]["value"]) == pytest.approx(
+            score(valid[[r["step"] for r in valid].index(best_step)])
+        )
+    assert all(r["best_by/retrieval"] == pytest.approx(score(r)[0]) for r in valid)
+
+    # A one-language valid set has no pooled ("all") scores: its language's are the pooled ones.
+    english = write_config(corpus, tmp_path / "en", max_steps=2, captions={"languages": ["en"]}, **changes)
+    assert main(["train", str(english)]) == 0
+    (valid,) = [r for r in read_metrics(tmp_path / "en/run/metrics.jsonl") if r["split"] == "valid"]
+    assert "all/speech_to_image_R@10" not in valid
+    best = torch.load(tmp_path / "en/run/checkpoints/best.pt", weights_only=True)["best"]
+    assert best["value"][1] == pytest.approx(
+        (valid["en/speech_to_image_R@1"] + valid["en/image_to_speech_R@1"]) / 2
+    )
+
+    # With best_by: ssl_loss, best.pt follows the SSL validation loss instead.
+    ssl = write_config(corpus, tmp_path / "ssl", checkpoint={"best_by": "ssl_loss"}, **changes)
+    assert main(["train", str(ssl)]) == 0
+    valid = [r for r in read_metrics(tmp_path / "ssl/run/metrics.jsonl") if r["split"] == "valid"]
+    lowest = min(valid, key=lambda r: r["loss"])
+    best = torch.load(tmp_path / "ssl/run/checkpoints/best.pt", weights_only=True)
+    assert best["step"] == lowest["step"] and best["best"] == {
+        "criterion": "ssl_loss",
+        "value": [pytest.approx(lowest["loss"])],
+        "step": lowest["step"],
+    }
+
+
 def test_grounded_configs_are_checked_as_a_whole(corpus: Path, tmp_path: Path) -> None:
     config = yaml.safe_load(write_config(corpus, tmp_path).read_text())
     cases = [
@@ -358,9 +560,26 @@ def test_grounded_configs_are_checked_as_a_whole(corpus: Path, tmp_path: Path) -
         ({**config, "grounding": {**config["grounding"], "tap_layer": 3}}, "tap_layer=3 does not exist"),
         (
             {k: v for k, v in config.items() if k not in ("grounding", "captions")} | {"objective": {}},
-            "objective applies to grounded runs only",
+            "objective applies to runs with captions only",
         ),
         ({**config, "objective": {"schedule": "sometimes"}}, "objective.schedule"),
+        (
+            {k: v for k, v in config.items() if k != "grounding"},
+            "captions.valid is for speech–image retrieval, which a run without grounding cannot do",
+        ),
+        (
+            {
+                **config,
+                "captions": {**config["captions"], "valid": None},
+                "checkpoint": {"best_by": "retrieval"},
+            },
+            r"best_by: retrieval needs valid captions \(captions.valid\)",
+        ),
+        (
+            {k: v for k, v in config.items() if k not in ("grounding", "captions")}
+            | {"checkpoint": {"best_by": "retrieval"}},
+            "best_by: retrieval needs a grounded run",
+        ),
     ]
     for raw, message in cases:
         path = tmp_path / "bad.yaml"

@@ -20,13 +20,17 @@ from tqdm import tqdm
 
 from vgssl.atomic import atomic_write_json, atomic_write_text
 from vgssl.corpus.audio import SAMPLE_RATE
-from vgssl.corpus.card import CARD_NAME, make_card
+from vgssl.corpus.card import CARD_NAME, ItemCounts, make_card
 from vgssl.corpus.difficulty import mfcc_phone_abx
 from vgssl.corpus.images import render_scene
 from vgssl.corpus.items import (
     LANGUAGE_HEADER,
+    LANGUAGE_ITEM_FILE,
+    PHONE_FLAVOURS,
     PHONE_HEADER,
+    PHONE_ITEM_SPLITS,
     language_items,
+    phone_item_file,
     phone_items,
     write_item_file,
 )
@@ -134,25 +138,27 @@ def _write_captions(plan: CorpusPlan, records: list[UtteranceRecord], root: Path
         atomic_write_json(root / f"captions_{split}.json", {"data": data}, indent=None)
 
 
-def _write_items(plan: CorpusPlan, records: list[UtteranceRecord], root: Path) -> dict[str, dict[str, int]]:
+def _write_items(plan: CorpusPlan, records: list[UtteranceRecord], root: Path) -> ItemCounts:
+    """Phone items of the valid and test speech of every language; language items of the test speech."""
+    phone: dict[str, dict[str, dict[str, int]]] = {}
+    for split in PHONE_ITEM_SPLITS:
+        speech = [r.aligned() for r in records if r.job.split == split and r.job.kind == "speech"]
+        phone[split] = {}
+        for language in plan.spec.languages:
+            utterances = [u for u in speech if u.language == language]
+            phone[split][language] = {
+                flavour: write_item_file(
+                    root / "items" / phone_item_file(language, split, flavour),
+                    PHONE_HEADER,
+                    phone_items(utterances, flavour=flavour),
+                )
+                for flavour in PHONE_FLAVOURS
+            }
     test_speech = [r.aligned() for r in records if r.job.split == "test" and r.job.kind == "speech"]
-    counts: dict[str, dict[str, int]] = {}
-    for language in plan.spec.languages:
-        utterances = [u for u in test_speech if u.language == language]
-        counts[language] = {
-            flavour: write_item_file(
-                root / "items" / f"{language}_test_{flavour}.item",
-                PHONE_HEADER,
-                phone_items(utterances, flavour=flavour),
-            )
-            for flavour in ("phoneme", "triphone")
-        }
-    counts["language"] = {
-        "segments": write_item_file(
-            root / "items" / "test_language.item", LANGUAGE_HEADER, language_items(test_speech)
-        )
-    }
-    return counts
+    segments = write_item_file(
+        root / "items" / LANGUAGE_ITEM_FILE, LANGUAGE_HEADER, language_items(test_speech)
+    )
+    return ItemCounts(phone=phone, language_segments=segments)
 
 
 def _prepare_destination(out: Path, *, overwrite: bool) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,14 @@ CARD_FORMAT = "vgssl-corpus-v1"
 
 class IncompleteCorpusError(VgsslError):
     """A corpus directory has no card: it was never built, or its build was interrupted."""
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """How many items a build wrote: phone items per split, language and flavour; language-ABX segments."""
+
+    phone: dict[str, dict[str, dict[str, int]]]  # split ("valid", "test") -> language -> flavour -> items
+    language_segments: int
 
 
 def read_card(corpus: str | os.PathLike[str]) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def _hours(records: list[UtteranceRecord], **match: str) -> float:
 def make_card(
     plan: CorpusPlan,
     records: list[UtteranceRecord],
-    item_counts: dict[str, dict[str, int]],
+    item_counts: ItemCounts,
     build_info: dict[str, Any],
 ) -> dict[str, Any]:
     spec = plan.spec
@@ -71,7 +79,13 @@ def make_card(
                 captions["train"] / (captions["train"] + speech["train"]), 4
             ),
             "phones": sorted(phones),
-            "items": item_counts[language],
+            # Speakers of the audio-only speech: across-speaker ABX needs several in a split.
+            "speech_speakers": {
+                split: len({r.job.speaker.id for r in mine if (r.job.split, r.job.kind) == (split, "speech")})
+                for split in ("train", "valid", "test")
+            },
+            "items": item_counts.phone["test"][language],
+            "valid_items": item_counts.phone["valid"][language],
         }
     return {
         "format": CARD_FORMAT,
@@ -85,7 +99,7 @@ def make_card(
             "test": [asdict(s) for s in plan.test_speakers],
         },
         "images": dict(Counter(image.split for image in plan.images)),
-        "language_items": item_counts["language"],
+        "language_items": {"segments": item_counts.language_segments},
         "sample_rate": 16_000,
         "frame_convention": {
             "frame_rate": FRAME_RATE,
@@ -98,10 +112,20 @@ def make_card(
             "manifests": "manifests/{lang}_{split}.tsv (speech), manifests/{lang}_{split}_captions.tsv",
             "captions": "captions_{split}.json (SpokenCOCO style, paths relative to the corpus)",
             "alignments": "alignments/{lang}_{split}.jsonl",
-            "items": "items/{lang}_test_{phoneme,triphone}.item, items/test_language.item",
+            "items": "items/{lang}_{valid,test}_{phoneme,triphone}.item, items/test_language.item",
         },
         "build": build_info,
     }
+
+
+def _valid_items(info: dict[str, Any]) -> str:
+    """The valid items of a card's language, for the summary (cards of older builds have none)."""
+    valid = info.get("valid_items")
+    if valid is None:
+        return "; no valid items"
+    speakers = info.get("speech_speakers", {}).get("valid")
+    by = f" from {speakers} speaker(s)" if speakers is not None else ""
+    return f"; valid items {valid['phoneme']} phoneme / {valid['triphone']} triphone{by}"
 
 
 def format_card(card: dict[str, Any]) -> str:
@@ -120,7 +144,8 @@ def format_card(card: dict[str, Any]) -> str:
             f"  [{language}] voice {info['espeak_voice']}, {len(info['phones'])} phones; speech h "
             f"train {speech['train']:.3f} valid {speech['valid']:.3f} test {speech['test']:.3f}; caption h "
             f"train {captions['train']:.3f}; grounded {100 * info['grounded_fraction_of_train_audio']:.0f} % "
-            f"of train audio; items {info['items']['phoneme']} phoneme / {info['items']['triphone']} triphone"
+            f"of train audio; test items {info['items']['phoneme']} phoneme / {info['items']['triphone']} "
+            "triphone" + _valid_items(info)
         )
     lines.append(f"  language-ABX segments: {card['language_items']['segments']}")
     for language, scores in card.get("difficulty", {}).items():

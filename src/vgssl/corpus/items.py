@@ -28,6 +28,17 @@ BRIEF_PAUSE = 0.02
 
 PHONE_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 LANGUAGE_HEADER = "#file onset offset #language speaker length"
+# Splits with phone item files: test for the reported numbers, valid for choosing layers (never on test).
+PHONE_ITEM_SPLITS = ("valid", "test")
+PHONE_FLAVOURS = ("phoneme", "triphone")
+LANGUAGE_ITEM_FILE = "test_language.item"
+
+
+def phone_item_file(language: str, split: str, flavour: str) -> str:
+    """The name of a phone item file in a corpus's `items/` directory, e.g. `en_valid_triphone.item`."""
+    if flavour not in PHONE_FLAVOURS:
+        raise ValueError(f"flavour must be one of {PHONE_FLAVOURS}, not {flavour!r}")
+    return f"{language}_{split}_{flavour}.item"
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def phone_items(
     utterances: Iterable[AlignedUtterance], *, flavour: str, min_frames: int = 1
 ) -> list[tuple[str, str, str, str, str, str, str]]:
     """Rows for `phoneme` (the central phone's span) or `triphone` (previous + central + next) item files."""
-    if flavour not in ("phoneme", "triphone"):
+    if flavour not in PHONE_FLAVOURS:
         raise ValueError(f"flavour must be 'phoneme' or 'triphone', not {flavour!r}")
     rows = []
     for utt in utterances:

@@ -316,6 +316,26 @@ def run_phone_abx(
                 )  # fmt: skip
                 bar.update()
     bar.close()
+    return phone_abx_result(
+        features_dir, item_file, scores=scores, language=language, run=run,
+        max_size_group=max_size_group, max_x_across=max_x_across, seed=seed,
+        collapse="mean over contexts (within-context only), then over speakers, then over phone pairs",
+    )  # fmt: skip
+
+
+def phone_abx_result(
+    features_dir: Path,
+    item_file: Path,
+    *,
+    scores: list[ConditionScore],
+    language: str | None,
+    run: RunTag | None,
+    max_size_group: int | None,
+    max_x_across: int | None,
+    seed: int,
+    collapse: str,
+) -> AbxResult:
+    """The result file's content for phone ABX `scores` of the features in `features_dir`."""
     card = read_features_card(features_dir) or {}
     return AbxResult(
         task="phone",
@@ -330,7 +350,7 @@ def run_phone_abx(
             max_size_group=max_size_group,
             max_x_across=max_x_across,
             seed=seed,
-            collapse="mean over contexts (within-context only), then over speakers, then over phone pairs",
+            collapse=collapse,
             fastabx_version=version("fastabx"),
         ),
         run=run,

@@ -251,7 +251,17 @@ class VgsslModel(FeatureModel):
             )
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "vgssl", "source": str(self.source.resolve())}
+        config = self.model.config
+        return {
+            "kind": "vgssl",
+            "source": str(self.source.resolve()),
+            "frontend": config.frontend,
+            "input_normalization": {
+                "fbank_normalization": config.fbank_normalization,
+                "normalize_waveform": config.normalize_waveform,
+                "feature_layer_norm": config.feature_layer_norm,
+            },
+        }
 
     def encode(
         self, wav: torch.Tensor, padding_mask: torch.Tensor

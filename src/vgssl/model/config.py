@@ -7,13 +7,16 @@ layers × 256, a 2 × 160 Gumbel codebook, span masking 0.65 / 10 and 50 negativ
 from __future__ import annotations
 
 import math
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SAMPLE_RATE = 16_000
 FRAME_RATE = 50
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
+
+# Values that checkpoints written before a key existed were trained with (the key's default differs).
+LEGACY_DEFAULTS: dict[str, Any] = {"fbank_normalization": "none"}
 
 WAV2VEC2_CONV_LAYERS: list[tuple[int, int, int]] = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
@@ -29,6 +32,15 @@ class ModelConfig(BaseModel):
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
     fbank_bins: int = Field(default=80, ge=8)
+    # Per-utterance normalisation of the input, over valid samples / frames only (padding-blind).
+    # fbank: mean and variance of each log-mel bin over the utterance (what the MFCC baseline has; without
+    # it the model spends its capacity on channel and speaker level). conv: zero mean, unit variance of the
+    # waveform (transformers' `do_normalize`, written into and read from its preprocessor config).
+    fbank_normalization: Literal["utterance", "none"] = "utterance"
+    normalize_waveform: bool = False
+    # The LayerNorm over each front-end frame before the projection and the quantizer (wav2vec 2.0 has it).
+    # It removes each frame's overall energy; normalised log-mel features do not need it.
+    feature_layer_norm: bool = True
 
     dim: int = Field(default=256, ge=1)
     layers: int = Field(default=4, ge=1)
@@ -91,6 +103,11 @@ class ModelConfig(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @classmethod
+    def from_checkpoint(cls, fields: dict[str, Any]) -> ModelConfig:
+        """A config stored in a checkpoint; keys added after it was written take the behaviour it had then."""
+        return cls.model_validate({**LEGACY_DEFAULTS, **fields})
 
     @property
     def frontend_dim(self) -> int:

@@ -11,8 +11,10 @@ slicing and every evaluation is identical whichever produced the features.
   first frame reaches 120 samples before the audio and the last up to 40 samples past it; both read zeros,
   the same zeros an utterance alone or padded in a batch sees, because the model zeroes padding first.
 
-Padding: `num_samples` gives each utterance's valid length (right padding). The first conv layer's group norm
-takes its statistics over valid frames only, so an utterance's features do not depend on the batch it is in.
+Padding: `num_samples` gives each utterance's valid length (right padding). Every statistic over time — the
+first conv layer's group norm, the per-utterance normalisation of the waveform (`normalize_waveform`) or of
+the log-mel bins (`fbank_normalization: utterance`) — covers valid samples or frames only, so an utterance's
+features do not depend on the batch it is in.
 """
 
 from __future__ import annotations
@@ -30,6 +32,35 @@ FBANK_FFT = 512
 FBANK_LOW_HZ = 20.0
 LOG_FLOOR = 1e-6
 NORM_EPS = 1e-5
+WAVEFORM_NORM_EPS = 1e-7  # transformers' Wav2Vec2FeatureExtractor uses this for `do_normalize`
+
+
+def valid_mask(lengths: Tensor | None, batch: int, steps: int, device: torch.device) -> Tensor:
+    """(B, steps) True where a step is inside its utterance; all True without lengths."""
+    if lengths is None:
+        return torch.ones(batch, steps, dtype=torch.bool, device=device)
+    return torch.arange(steps, device=device) < lengths.to(device)[:, None]
+
+
+def normalize_over_time(x: Tensor, valid: Tensor, *, eps: float) -> Tensor:
+    """(B, T, C) or (B, T): zero mean and unit variance per utterance (and channel) over its valid steps.
+
+    Statistics in fp32; invalid steps come out as zeros.
+    """
+    mask = valid if x.ndim == 2 else valid.unsqueeze(-1)
+    values = x.float().masked_fill(~mask, 0.0)
+    count = valid.sum(1).clamp(min=1).to(values.dtype)
+    count = count[:, None] if x.ndim == 2 else count[:, None, None]
+    mean = values.sum(1, keepdim=True) / count
+    var = ((values - mean).masked_fill(~mask, 0.0).square().sum(1, keepdim=True) / count).clamp(min=0.0)
+    return ((values - mean) * torch.rsqrt(var + eps)).masked_fill(~mask, 0.0).to(x.dtype)
+
+
+def normalize_waveform(wav: Tensor, num_samples: Tensor | None) -> Tensor:
+    """Zero mean, unit variance per utterance over its valid samples (transformers' `do_normalize`)."""
+    with torch.autocast(wav.device.type, enabled=False):
+        valid = valid_mask(num_samples, wav.shape[0], wav.shape[-1], wav.device)
+        return normalize_over_time(wav.float(), valid, eps=WAVEFORM_NORM_EPS)
 
 
 def conv_frame_count(num_samples: Tensor, kernel: int, stride: int) -> Tensor:
@@ -162,6 +193,7 @@ class FbankFrontend(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.num_bins = config.fbank_bins
+        self.normalization = config.fbank_normalization
         # Buffers are derived from the constants, so they stay out of the state dict.
         self.register_buffer("window", torch.hann_window(FBANK_WINDOW, periodic=False), persistent=False)
         filters = mel_filterbank(
@@ -188,9 +220,24 @@ class FbankFrontend(nn.Module):
             log_mel = torch.log(power @ self.filters + LOG_FLOOR)
         return log_mel.reshape(batch, num_frames, 2 * self.num_bins)
 
+    def features(self, wav: Tensor, num_samples: Tensor | None = None) -> Tensor:
+        """(B, N) -> (B, T, 2 · bins): the stacked log-mel frames the projection reads, normalised as set.
+
+        Every frame reads only its own window, so padding cannot leak into valid frames; the per-utterance
+        statistics cover each utterance's valid mel frames only.
+        """
+        stacked = self.log_mel(wav)
+        if self.normalization == "none":
+            return stacked
+        batch, num_frames, _ = stacked.shape
+        lengths = None if num_samples is None else self.frame_lengths(num_samples)
+        valid = valid_mask(lengths, batch, num_frames, wav.device).repeat_interleave(2, dim=1)
+        mel = stacked.reshape(batch, 2 * num_frames, self.num_bins)
+        mel = normalize_over_time(mel, valid, eps=NORM_EPS)
+        return mel.reshape(batch, num_frames, 2 * self.num_bins)
+
     def forward(self, wav: Tensor, num_samples: Tensor | None = None) -> Tensor:
-        del num_samples  # every frame reads only its own window: padding cannot leak into valid frames
-        return self.projection(self.log_mel(wav))
+        return self.projection(self.features(wav, num_samples))
 
 
 def build_frontend(config: ModelConfig) -> ConvFrontend | FbankFrontend:

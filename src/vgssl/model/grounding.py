@@ -12,6 +12,13 @@ scale that grows with the vectors' norms. Here the joint space is the unit spher
 and the margin is subtracted from the positive's logit. Margin 1.0 thus keeps its FaST-VGS+ meaning — the
 positive must beat every negative by one nat — while similarities stay bounded; at temperature 0.07 it is a
 margin of 0.07 in cosine. A margin of 1.0 on the cosine itself would be half its whole range.
+
+Negatives from every rank (`gather=True`, CLIP-style): under torch.distributed, the embeddings of all ranks
+are gathered (`vgssl.model.gather`, differentiable) and each rank scores ITS OWN rows against all ranks'
+columns — its captions against every rank's images, its images against every rank's captions — with the
+margin on its own positives only. The sums over the ranks then equal the loss of one process holding every
+rank's pairs, and so do the gradients once DDP has summed (averaged) them: the gather's backward hands every
+rank the gradient that all ranks' losses send to its embeddings.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vgssl.model.gather import all_gather_rows, gather_layout, process_rank_and_world
 
 Pooling = Literal["cls", "attention"]
 
@@ -91,7 +100,14 @@ class ContrastiveResult:
 
 
 def margin_info_nce(
-    audio: Tensor, images: Tensor, image_groups: Tensor, *, margin: float, logit_scale: Tensor | float
+    audio: Tensor,
+    images: Tensor,
+    image_groups: Tensor,
+    *,
+    margin: float,
+    logit_scale: Tensor | float,
+    gather: bool = False,
+    global_groups: bool = False,
 ) -> ContrastiveResult:
     """Symmetric margin-InfoNCE over B in-batch pairs (row i of `audio` and of `images` is pair i).
 
@@ -99,7 +115,18 @@ def margin_info_nce(
     image; a caption is never pushed away from its image through another pair of that image, so those
     entries are removed from the negatives of both directions. Returns sums (the trainer normalises them by
     the global number of pairs).
+
+    `gather`: under torch.distributed with several ranks, the negatives are the pairs of all ranks and the
+    sums are over this rank's own pairs (see the module docstring); B may differ between ranks. Every rank
+    must then make this call, and run the backward of its result. `global_groups`: the ids identify images
+    across ranks (equal ids on two ranks are the same image, whose pairs are then not each other's negatives
+    either); False: ids are per rank (as `collate_captions` numbers them), so pairs on different ranks never
+    share a group. Without a process group or with one rank, `gather` changes nothing.
     """
+    if gather and process_rank_and_world()[1] > 1:
+        return _gathered_margin_info_nce(
+            audio, images, image_groups, margin=margin, logit_scale=logit_scale, global_groups=global_groups
+        )
     batch = audio.shape[0]
     logits = logit_scale * (audio.float() @ images.float().T)  # [caption i, image of pair j]
     own = torch.eye(batch, dtype=torch.bool, device=logits.device)
@@ -112,4 +139,42 @@ def margin_info_nce(
         image_to_audio=F.cross_entropy(with_margin.T, target, reduction="sum"),
         correct_audio_to_image=(logits.argmax(1) == target).sum().detach(),
         correct_image_to_audio=(logits.argmax(0) == target).sum().detach(),
+    )
+
+
+def _gathered_margin_info_nce(
+    audio: Tensor,
+    images: Tensor,
+    image_groups: Tensor,
+    *,
+    margin: float,
+    logit_scale: Tensor | float,
+    global_groups: bool,
+) -> ContrastiveResult:
+    """This rank's rows of the loss over all ranks' pairs: (B_r, N) logits in each direction."""
+    audio, images = audio.float(), images.float()
+    # One gather for both sides (one all-reduce in the backward), one for the ids, one for the row counts.
+    both = torch.cat([audio, images], dim=1)
+    layout = gather_layout(both)
+    everyone = all_gather_rows(both, layout)
+    all_audio, all_images = everyone[:, : audio.shape[1]], everyone[:, audio.shape[1] :]
+    all_groups = all_gather_rows(image_groups.to(torch.long), layout)
+
+    device = audio.device
+    target = layout.own_indices(device=device)  # the global index of each own pair
+    columns = torch.arange(layout.total, device=device)
+    own = target[:, None] == columns[None, :]
+    same_image = image_groups.to(torch.long)[:, None] == all_groups[None, :]
+    if not global_groups:  # per-rank ids: equal ids on another rank are another image
+        same_image &= (layout.owners(device=device) == layout.rank)[None, :]
+    same_image &= ~own
+
+    # [own caption i, image of global pair j] and [own image i, caption of global pair j]
+    audio_to_image = (logit_scale * (audio @ all_images.T)).masked_fill(same_image, float("-inf"))
+    image_to_audio = (logit_scale * (images @ all_audio.T)).masked_fill(same_image, float("-inf"))
+    return ContrastiveResult(
+        audio_to_image=F.cross_entropy(audio_to_image - margin * own, target, reduction="sum"),
+        image_to_audio=F.cross_entropy(image_to_audio - margin * own, target, reduction="sum"),
+        correct_audio_to_image=(audio_to_image.argmax(1) == target).sum().detach(),
+        correct_image_to_audio=(image_to_audio.argmax(1) == target).sum().detach(),
     )

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PREPROCESSOR_FILE = "preprocessor_config.json"  # where transformers keeps `do_normalize`
 HF_PREFIX = "wav2vec2."  # how Wav2Vec2ForPreTraining / ForCTC checkpoints prefix the base model's weights
 # Fields that must agree for weights to mean the same thing in both implementations.
 ARCHITECTURE_FIELDS = (
@@ -83,6 +84,12 @@ def hf_config_for(config: ModelConfig) -> Wav2Vec2Config:
             "this model has the 'fbank' front-end (log-mel filterbank + linear); transformers' Wav2Vec2Model "
             "only has the waveform CNN feature encoder, so an export could not compute the same features. "
             "Export models trained with `frontend: conv`, or use the vgssl checkpoint directly."
+        )
+    if not config.feature_layer_norm:
+        raise FbankNotExportableError(
+            "this model has no LayerNorm on its front-end features (`feature_layer_norm: false`); "
+            "transformers' Wav2Vec2Model always applies one, so an export would not compute the same "
+            "hidden states. Train exportable models with `feature_layer_norm: true`."
         )
     return Wav2Vec2Config(
         architectures=["Wav2Vec2Model"],
@@ -139,7 +146,24 @@ def model_config_from_hf(hf_dir: str | Path, **overrides: Any) -> ModelConfig:
         "codevector_dim": hf.codevector_dim,
         "final_dim": hf.proj_codevector_dim,
     }
+    do_normalize = read_do_normalize(Path(hf_dir))
+    if do_normalize is not None:
+        fields["normalize_waveform"] = do_normalize
     return ModelConfig(**(fields | overrides))
+
+
+def read_do_normalize(hf_dir: Path) -> bool | None:
+    """The checkpoint's `do_normalize` from its preprocessor_config.json; None when it has none."""
+    path = hf_dir / PREPROCESSOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("do_normalize", True)
+    except (OSError, ValueError, AttributeError) as error:
+        raise HFCheckpointMismatchError(f"{path}: not a readable preprocessor config: {error}") from None
+    if not isinstance(value, bool):
+        raise HFCheckpointMismatchError(f"{path}: do_normalize must be true or false, found {value!r}")
+    return value
 
 
 def read_hf_config(hf_dir: Path) -> Wav2Vec2Config:
@@ -296,6 +320,12 @@ def check_hf_config(hf: Wav2Vec2Config, config: ModelConfig, *, where: Path) -> 
         for field in ARCHITECTURE_FIELDS
         if _normalised(getattr(hf, field, None)) != _normalised(getattr(expected, field))
     ]
+    do_normalize = read_do_normalize(Path(where))
+    if do_normalize is not None and do_normalize != config.normalize_waveform:
+        differences.append(
+            f"do_normalize ({PREPROCESSOR_FILE}): checkpoint {do_normalize}, model normalize_waveform "
+            f"{config.normalize_waveform}"
+        )
     if differences:
         raise HFCheckpointMismatchError(
             f"the transformers checkpoint in {where} does not match the model config: "
@@ -328,12 +358,12 @@ def export_to_hf(model: Wav2Vec2, out_dir: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         hf_model.save_pretrained(staging)
-        # The model was trained on raw 16 kHz waveforms, without per-utterance normalisation.
+        # What the model did to each waveform before its CNN, so that transformers' pipeline does the same.
         Wav2Vec2FeatureExtractor(
             feature_size=1,
             sampling_rate=SAMPLE_RATE,
             padding_value=0.0,
-            do_normalize=False,
+            do_normalize=model.config.normalize_waveform,
             return_attention_mask=True,
         ).save_pretrained(staging)
         _swap_in(staging, out_dir)

@@ -84,7 +84,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     file = find_checkpoint(path)
     checkpoint = read_checkpoint(file, map_location=map_location)
     try:
-        config = ModelConfig.model_validate(checkpoint["model_config"])
+        config = ModelConfig.from_checkpoint(checkpoint["model_config"])
     except (KeyError, pydantic.ValidationError) as error:
         raise IncompatibleCheckpointError(f"{file} has no valid model_config: {error}") from error
     model = Wav2Vec2(config)

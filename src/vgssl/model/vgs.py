@@ -5,7 +5,7 @@
     forward with images (caption batch):
         wav -> Wav2Vec2 (unmasked) -> hidden_states[tap_layer] -> grounding head -> unit vector -┐
         image -> image encoder (CNN on pixels, or MLP on precomputed features) -> unit vector ---┴->
-        margin-InfoNCE over the in-batch pairs -> "vg/audio_to_image", "vg/image_to_audio"
+        margin-InfoNCE over the in-batch pairs (of all ranks) -> "vg/audio_to_image", "vg/image_to_audio"
 
 Everything goes through `forward`, so a DDP wrapper sees every pass. Losses are sums, like the SSL losses:
 the trainer divides the "vg/..." sums by the global number of pairs.
@@ -60,6 +60,9 @@ class GroundingConfig(BaseModel):
     margin: float = Field(default=1.0, ge=0.0)  # in logit units (nats), as FaST-VGS+; see grounding.py
     temperature: float = Field(default=0.07, gt=1.0 / MAX_LOGIT_SCALE)
     learn_temperature: bool = True
+    # Under DDP, the negatives of each caption and image are the pairs of ALL ranks (CLIP-style gathered
+    # embeddings), not only its own rank's: W ranks of B pairs train as one batch of W·B pairs.
+    gather_negatives: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -150,12 +153,16 @@ class VgsModel(nn.Module):
         mask: bool = True,
         images: Tensor | None = None,
         image_groups: Tensor | None = None,
+        global_image_groups: bool = False,
     ) -> Wav2Vec2Output | GroundingOutput:
         """Without images: the SSL forward of the audio encoder (`Wav2Vec2.forward`).
 
         With images (B, 3, H, W) pixels or (B, D) / (B, R, D) features, one per caption, and `image_groups`
         (B,) ints equal for captions of the same image (None: all images distinct): the grounding loss on
-        unmasked audio; `mask` is then ignored.
+        unmasked audio; `mask` is then ignored. With `grounding.gather_negatives` under DDP, the negatives
+        are every rank's pairs and every rank must make this call; the losses stay sums over this rank's
+        pairs. `global_image_groups`: the ids name images across ranks (equal on two ranks = one image);
+        False: they are per batch, so captions on different ranks are never taken for the same image.
         """
         if images is None:
             return self.audio(wav, padding_mask, mask=mask)
@@ -165,7 +172,13 @@ class VgsModel(nn.Module):
         image = self.embed_images(images)
         scale = self.logit_scale()
         result = margin_info_nce(
-            audio, image, image_groups, margin=self.grounding_config.margin, logit_scale=scale
+            audio,
+            image,
+            image_groups,
+            margin=self.grounding_config.margin,
+            logit_scale=scale,
+            gather=self.grounding_config.gather_negatives,
+            global_groups=global_image_groups,
         )
         num_pairs = torch.tensor(wav.shape[0], device=wav.device)
         return GroundingOutput(
@@ -221,7 +234,7 @@ class VgsModel(nn.Module):
                 "VGS+ model trained with a grounding section"
             )
         try:
-            model_config = ModelConfig.model_validate(checkpoint["model_config"])
+            model_config = ModelConfig.from_checkpoint(checkpoint["model_config"])
             grounding = GroundingConfig.model_validate(checkpoint["grounding_config"])
         except (KeyError, pydantic.ValidationError) as error:
             raise IncompatibleCheckpointError(

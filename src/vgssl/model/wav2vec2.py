@@ -1,6 +1,6 @@
 """The wav2vec 2.0-family model, assembled: read `Wav2Vec2.forward` top to bottom.
 
-waveform -> front-end (50 Hz local features) -> LayerNorm -> [quantizer: targets]
+waveform -> [normalise] -> front-end (50 Hz local features) -> [LayerNorm] -> [quantizer: targets]
                                              -> Linear -> span masking -> transformer -> [projection: context]
 loss = contrastive(context, targets, negatives from masked frames) + diversity(codebook usage)
 
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from vgssl.model.config import FRAME_RATE, ModelConfig
 from vgssl.model.encoder import TransformerEncoder
-from vgssl.model.frontend import build_frontend, scale_gradient
+from vgssl.model.frontend import build_frontend, normalize_waveform, scale_gradient
 from vgssl.model.masking import compute_span_mask
 from vgssl.model.objective import contrastive_loss, diversity_loss, sample_negatives
 from vgssl.model.quantizer import GumbelQuantizer
@@ -45,7 +45,11 @@ class Wav2Vec2(nn.Module):
         super().__init__()
         self.config = config
         self.frontend = build_frontend(config)
-        self.feature_norm = nn.LayerNorm(config.frontend_dim, eps=FEATURE_NORM_EPS)
+        self.feature_norm: nn.Module = (
+            nn.LayerNorm(config.frontend_dim, eps=FEATURE_NORM_EPS)
+            if config.feature_layer_norm
+            else nn.Identity()
+        )
         self.feature_projection = nn.Linear(config.frontend_dim, config.dim)
         self.feature_dropout = nn.Dropout(config.feature_dropout)
         self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
@@ -82,6 +86,8 @@ class Wav2Vec2(nn.Module):
         if padding_mask is not None:
             wav = wav.masked_fill(padding_mask, 0.0)
             num_samples = (~padding_mask).sum(-1)
+        if self.config.normalize_waveform:
+            wav = normalize_waveform(wav, num_samples)
         features = self.frontend(wav, num_samples)
         if self.training:
             features = scale_gradient(features, self.config.feature_grad_mult)

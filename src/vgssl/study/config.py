@@ -4,9 +4,12 @@ The `train` section is a training config (`vgssl.train.config.TrainConfig`) with
 per run: `run_dir`, `seed` and the manifests of `data.train` / `data.valid`. The `grounded` section holds the
 training-config sections that make a run VGS+ (`grounding`, `captions`, `objective`) and is merged into the
 training config of VGS+ runs; the study fills `captions.train` / `captions.valid` with the corpus's caption
-files. `run_overrides` maps a run name (`ssl-a_en`, `vgs+_en+fr`, see `vgssl.study.grid`) to keys merged
-over all that for that run only. Relative paths resolve against the YAML file's directory, as in training
-configs.
+files. `control` (default `caption-speech`) gives SSL-A runs the `captions` and `objective` sections of
+`grounded` without `grounding`: they hear the very caption speech VGS+ runs hear (same selection, batches and
+schedule) without the images, so the only difference between SSL-A and VGS+ is the image; `none` gives them
+no caption speech. `run_overrides` maps a run name (`ssl-a_en`, `vgs+_en+fr`, see `vgssl.study.grid`) to
+keys merged over all that for that run only. Relative paths resolve against the YAML file's directory, as
+in training configs.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ STUDY_OWNED_TRAIN_KEYS = (
     ("captions", "valid"),
 )
 GROUNDED_SECTIONS = ("grounding", "captions", "objective")
+# The sections of `grounded` that the caption-speech control gives SSL-A runs (everything but the images).
+CONTROL_SECTIONS = ("captions", "objective")
+Control = Literal["caption-speech", "none"]
 
 
 class StudyConfigError(VgsslError):
@@ -62,6 +68,10 @@ class CorpusSection(_Section):
     # build, the corpus must exist (a built-in corpus, or real data arranged in the built-in layout).
     synth: dict[str, Any] | None = Field(default_factory=dict)
     workers: PositiveInt | None = None  # synthesis processes; None: one per CPU core
+    # Per language, a phone ABX item file on the audio of manifests/{lang}_valid.tsv (e.g. a ZeroSpeech or
+    # Libri-light dev item file) on which every model's layer is chosen; default: the corpus's own
+    # items/{lang}_valid_triphone.item.
+    valid_items: dict[str, Path] = {}
 
     @field_validator("synth")
     @classmethod
@@ -119,6 +129,9 @@ class StudyConfig(_Section):
     launch: LaunchSection = LaunchSection()
     train: dict[str, Any]
     grounded: dict[str, Any] = {}  # training-config sections of VGS+ runs: grounding, captions, objective
+    # caption-speech: in a study with VGS+ runs, SSL-A runs also hear their caption speech, without images;
+    # none: they do not.
+    control: Control = "caption-speech"
     run_overrides: dict[str, dict[str, Any]] = {}
     evaluation: EvaluationSection = EvaluationSection()
     analysis: AnalysisSection = AnalysisSection()

@@ -4,16 +4,23 @@ A corpus is a directory in the built-in layout (README, `vgssl synth`): `manifes
 `items/{lang}_test_triphone.item`, `items/test_language.item`, `captions_{split}.json`. A built-in corpus has
 a card (`corpus.json`) that lists its languages; real data arranged in the same layout has none, and its
 languages are those with a training manifest.
+
+Layers are chosen on valid items, never on the test items: per language, the study config's
+`corpus.valid_items` file if it names one (real data: e.g. a ZeroSpeech dev item file), else the corpus's
+`items/{lang}_valid_triphone.item`. Their `#file` keys are audio of `manifests/{lang}_valid.tsv`. A language
+with neither has its layers chosen on the test items, and the report says so.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vgssl.corpus.card import CARD_NAME, read_card
+from vgssl.corpus.items import phone_item_file
 from vgssl.corpus.spec import CorpusSpec, make_spec
 from vgssl.study.config import StudyFile
 
@@ -26,12 +33,24 @@ class StudyCorpus:
     languages: tuple[str, ...]  # what the corpus has, or will have once built
     card: dict[str, Any] | None  # None for real data without a card, or before the build
     build_spec: CorpusSpec | None = None  # set while the study still has to build it
+    valid_items: Mapping[str, Path] = field(default_factory=dict)  # the config's corpus.valid_items
 
     def manifest(self, language: str, split: str) -> Path:
         return self.path / "manifests" / f"{language}_{split}.tsv"
 
     def phone_items(self, language: str) -> Path:
-        return self.path / "items" / f"{language}_test_triphone.item"
+        return self.path / "items" / phone_item_file(language, "test", "triphone")
+
+    def valid_phone_items(self, language: str) -> Path:
+        """Where the items that choose the layers of `language` are (the file may not exist)."""
+        return self.valid_items.get(language) or self.path / "items" / phone_item_file(
+            language, "valid", "triphone"
+        )
+
+    def layer_choice_items(self, language: str) -> Path | None:
+        """The valid item file of `language` if it exists and holds items; None: layers chosen on test."""
+        path = self.valid_phone_items(language)
+        return path if has_items(path) else None
 
     @property
     def language_items(self) -> Path:
@@ -41,13 +60,36 @@ class StudyCorpus:
         return self.path / f"captions_{split}.json"
 
 
+def has_items(path: Path) -> bool:
+    """Whether an item file exists and holds at least one item below its header."""
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8") as handle:
+        handle.readline()
+        return any(line.strip() for line in handle)
+
+
+def configured_valid_items(study: StudyFile) -> dict[str, Path]:
+    """The config's `corpus.valid_items` (language -> item file), relative paths against the config's folder.
+
+    Without it, layers are chosen on the corpus's own valid items.
+    """
+    configured = study.config.corpus.valid_items
+    base = study.path.parent
+    return {
+        str(language): Path(item) if Path(item).is_absolute() else (base / item).absolute()
+        for language, item in configured.items()
+    }
+
+
 def locate_corpus(study: StudyFile, out: Path) -> StudyCorpus:
     """Where the corpus is and which languages it has; nothing is built or written."""
     section = study.config.corpus
     path = section.path or (out / "corpus").absolute()
+    valid_items = configured_valid_items(study)
     if (path / CARD_NAME).is_file():
         card = read_card(path)
-        return StudyCorpus(path, tuple(card["languages"]), card)
+        return StudyCorpus(path, tuple(card["languages"]), card, valid_items=valid_items)
     if section.synth is not None:
         if path.is_dir() and any(path.iterdir()):
             message = (
@@ -57,12 +99,12 @@ def locate_corpus(study: StudyFile, out: Path) -> StudyCorpus:
             )
             raise study.fail([study.problem(("corpus", "path"), message)])
         spec = make_spec(**section.synth)
-        return StudyCorpus(path, spec.languages, None, build_spec=spec)
+        return StudyCorpus(path, spec.languages, None, build_spec=spec, valid_items=valid_items)
     if not path.is_dir():
         message = f"{path} does not exist, and corpus.synth is null (never build)"
         raise study.fail([study.problem(("corpus", "path"), message)])
     languages = sorted(p.name.removesuffix("_train.tsv") for p in (path / "manifests").glob("*_train.tsv"))
-    return StudyCorpus(path, tuple(languages), None)
+    return StudyCorpus(path, tuple(languages), None, valid_items=valid_items)
 
 
 def study_languages(study: StudyFile, corpus: StudyCorpus) -> tuple[str, ...]:
@@ -83,9 +125,44 @@ def study_languages(study: StudyFile, corpus: StudyCorpus) -> tuple[str, ...]:
                 for path in [*needed, corpus.phone_items(language)]
                 if not path.is_file()
             ]
+    problems += _valid_items_problems(study, corpus, languages)
     if problems:
         raise study.fail(problems)
     return languages
+
+
+def _valid_items_problems(study: StudyFile, corpus: StudyCorpus, languages: tuple[str, ...]) -> list[str]:
+    """The config's valid item files: of study languages, existing, with items on the valid audio."""
+    from vgssl.corpus.manifest import read_manifest
+
+    problems = []
+    for language, item in corpus.valid_items.items():
+        where = ("corpus", "valid_items", language)
+        if language not in languages:
+            problems.append(study.problem(where, f"{language} is not a language of the study"))
+        elif not has_items(item):
+            problems.append(study.problem(where, f"{item} does not exist or holds no item"))
+        elif corpus.build_spec is None:
+            manifest = corpus.manifest(language, "valid")
+            if not manifest.is_file():
+                message = f"{manifest} is missing: the valid items' audio must be in that manifest"
+                problems.append(study.problem(where, message))
+                continue
+            keys = {entry.key for entry in read_manifest(manifest).entries}
+            unknown = sorted(_item_keys(item) - keys)
+            if unknown:
+                message = (
+                    f"{len(unknown)} file(s) of {item} are not in {manifest}, e.g. {', '.join(unknown[:3])}; "
+                    "#file must be the audio path relative to the manifest's root, without extension"
+                )
+                problems.append(study.problem(where, message))
+    return problems
+
+
+def _item_keys(item: Path) -> set[str]:
+    with item.open(encoding="utf-8") as handle:
+        handle.readline()
+        return {fields[0] for fields in map(str.split, handle) if fields}
 
 
 def _not_in_corpus(language: str, corpus: StudyCorpus) -> str:
@@ -110,7 +187,7 @@ def build_if_missing(corpus: StudyCorpus, *, workers: int, progress: bool) -> St
         progress=progress,
         log=lambda message: print(message, file=sys.stderr),
     )
-    return StudyCorpus(corpus.path, tuple(card["languages"]), card)
+    return replace(corpus, languages=tuple(card["languages"]), card=card, build_spec=None)
 
 
 def train_hours(corpus: StudyCorpus, languages: tuple[str, ...], *, min_seconds: float) -> dict[str, float]:

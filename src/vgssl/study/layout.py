@@ -7,7 +7,9 @@ DIR/runs/<run>/train.yaml               the run's full training config, as given
 DIR/runs/<run>/train/                   the trainer's run directory: config.yaml, train.log,
                                         metrics.jsonl, selection.json, checkpoints/{best,last}.pt
 DIR/runs/<run>/launch.log               everything the training process printed (errors included)
-DIR/runs/<run>/results/                 phone_abx_<lang>.json/.csv, language_abx.json/.csv, retrieval.json
+DIR/runs/<run>/results/                 phone_abx_<lang>.json/.csv (test items), phone_abx_<lang>_valid.json/
+                                        .csv (valid items: they choose the layer), language_abx.json/.csv,
+                                        retrieval.json
 DIR/runs/<run>/evaluate.log             the evaluation's error, when it failed
 DIR/runs/<run>/status.json              state, wall time and attempts of training and evaluation
 DIR/baselines/<name>/results/           the same results for mfcc, mfcc-raw, fbank, random-init
@@ -55,6 +57,10 @@ class ModelPaths:
 
     def phone_abx(self, language: str) -> Path:
         return self.results / f"phone_abx_{language}.json"
+
+    def valid_phone_abx(self, language: str) -> Path:
+        """Phone ABX on the valid items, on which the report chooses the layer of `language`."""
+        return self.results / f"phone_abx_{language}_valid.json"
 
     @property
     def language_abx(self) -> Path:

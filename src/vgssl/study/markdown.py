@@ -90,32 +90,48 @@ def _phone_abx(report: dict[str, Any]) -> list[str]:
     languages = list(dict.fromkeys(row["eval_language"] for row in rows))
     models = list(dict.fromkeys((row["model"], row["label"]) for row in rows))
     failed = {f["model"] for f in report["failures"]}
+    kinds = ("chosen on valid", "best on test", "fixed")
     for speaker in dict.fromkeys(row["speaker"] for row in rows):
         context = rows[0]["context"]
         lines += [
-            f"### {speaker}-speaker, {context}-context (error %, chance 50 %)",
+            f"### {speaker}-speaker, {context}-context (test error %, chance 50 %)",
             "",
-            "Best layer: the layer with the lowest error (in brackets); fixed layer: the config's "
-            "`evaluation.fixed_layer`, else the middle hidden state.",
+            "Chosen on valid: the test error at the layer (in brackets) with the lowest error on the valid "
+            "items — the reported number; † marks a layer chosen on the test items for want of a valid "
+            "result (see the warnings). Best on test: the lowest test error, for reference only (choosing on "
+            "test flatters a model). Fixed: the config's `evaluation.fixed_layer`, else the middle hidden "
+            "state.",
             "",
         ]
         by_key = {(r["model"], r["eval_language"]): r for r in rows if r["speaker"] == speaker}
-        header = ["model"] + [f"{lang} {kind}" for lang in languages for kind in ("best", "fixed")]
+        header = ["model"] + [f"{lang} {kind}" for lang in languages for kind in kinds]
         table = []
         for name, label in models:
             cells = [label]
             for language in languages:
                 row = by_key.get((name, language))
                 if row is None:
-                    cells += ["failed" if name in failed else "—"] * 2
+                    cells += ["failed" if name in failed else "—"] * len(kinds)
                 else:
                     cells += [
-                        f"{row['best_error']:.2f} (L{row['best_layer']})",
+                        _layer_cell(row["error"], row["layer"], row["layer_chosen_on"]),
+                        f"{row['test_best_error']:.2f} (L{row['test_best_layer']})",
                         f"{row['fixed_error']:.2f} (L{row['fixed_layer']})",
                     ]
             table.append(cells)
         lines += _table(header, table)
     return lines
+
+
+def _layer_cell(error: float, layer: int, chosen_on: str) -> str:
+    return f"{error:.2f} (L{layer}{'†' if chosen_on == 'test' else ''})"
+
+
+def _warnings(report: dict[str, Any]) -> list[str]:
+    warnings = report.get("warnings") or []
+    if not warnings:
+        return []
+    return ["## Warnings", "", *[f"* {warning}" for warning in warnings], ""]
 
 
 def _gap(report: dict[str, Any]) -> list[str]:
@@ -176,7 +192,13 @@ def _hypotheses(report: dict[str, Any]) -> list[str]:
 
 def _language_abx(report: dict[str, Any]) -> list[str]:
     rows = report["language_abx"]
-    lines = ["## Language ABX", "", "Error % (lower = more language information; chance 50 %).", ""]
+    lines = [
+        "## Language ABX",
+        "",
+        "Error % (lower = more language information; chance 50 %). There are no valid language items, so "
+        "the best layer here is the best on the test items.",
+        "",
+    ]
     if not rows:
         return [*lines, "Not evaluated.", ""]
     table = [
@@ -212,7 +234,8 @@ def _learning(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Learning happened",
         "",
-        "Best-layer phone ABX error % of each trained model against the baselines' best layer; Δ = ours − "
+        "Phone ABX test error % of each trained model at its layer chosen on valid, against each "
+        "baseline's at its own layer chosen on valid († = chosen on test, see the warnings); Δ = ours − "
         "theirs in points with a paired 95 % bootstrap interval over the shared ABX cells; better or worse "
         "when the whole interval is below or above 0.",
         "",
@@ -223,13 +246,18 @@ def _learning(report: dict[str, Any]) -> list[str]:
     header = ["model", "evaluated on", "error %"] + [f"vs {name}: error %, Δ" for name in names]
     table = []
     for row in rows:
-        cells = [row["label"], row["eval_language"], f"{row['error']:.2f} (L{row['best_layer']})"]
+        cells = [
+            row["label"],
+            row["eval_language"],
+            _layer_cell(row["error"], row["layer"], row["layer_chosen_on"]),
+        ]
         for name in names:
             other = row["baselines"].get(name)
             if other is None:
                 cells.append("—")
                 continue
-            cells.append(f"{other['error']:.2f}, Δ {_ci(other['difference'])}: {other['verdict']}")
+            theirs = _layer_cell(other["error"], other["layer"], other["layer_chosen_on"])
+            cells.append(f"{theirs}, Δ {_ci(other['difference'])}: {other['verdict']}")
         table.append(cells)
     return lines + _table(header, table)
 
@@ -268,6 +296,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "them; the full data is in `report.json`.",
         "",
     ]
+    lines += _warnings(report)
     lines += _setup(setup)
     lines += _phone_abx(report) + _figure(report, "abx_layers")
     lines += _gap(report) + _figure(report, "gaps")

@@ -1,14 +1,20 @@
 """The study report: `report.json` (every number, from the result files) and `report.md` rendered from it.
 
 Nothing is typed in by hand: each number is read from a run's `status.json`, `metrics.jsonl`, ABX or
-retrieval result, from the corpus card, or computed here from those (best layers, the gap and gain analysis
+retrieval result, from the corpus card, or computed here from those (chosen layers, the gap and gain analysis
 of `vgssl.evaluate.gap`, paired bootstraps). The only constants are the paper's published numbers, shown
 next to ours.
+
+Layers (`analysis.layer: best`) are chosen per run and language on the valid items, in the analysed
+condition, and the test error at that layer is what the tables and the analysis report; the best layer on
+test is shown beside it for reference only. Where a model has no valid result for a condition (no valid
+items, a failed evaluation, no triplet on the valid items) its layer is chosen on test, and `warnings` says
+so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +27,15 @@ from vgssl.evaluate.results import FRAME_RATE, FRAME_TIMES
 from vgssl.study.config import StudyFile
 from vgssl.study.corpus import StudyCorpus
 from vgssl.study.layout import StudyLayout
-from vgssl.study.results import ModelResults, load_model_results
-from vgssl.study.tables import failure_rows, language_abx_rows, learning_rows, phone_abx_rows, retrieval_rows
+from vgssl.study.results import ModelResults, load_model_results, rescore_at_layer
+from vgssl.study.tables import (
+    failure_rows,
+    language_abx_rows,
+    learning_rows,
+    phone_abx_rows,
+    phone_summary,
+    retrieval_rows,
+)
 from vgssl.study.training import RunPlan, hours_seen, logged_step
 
 REPORT_FORMAT = "vgssl-study-report-v1"
@@ -60,21 +73,24 @@ def write_report(
         load_model_results(name, BASELINE_LABELS[name], layout.baseline(name), None, list(languages))
         for name in config.evaluation.baselines
     ]
-    gap_runs, gap, gap_error = _gap_analysis(study, runs)
-    analysis = _gap_json(gap, gap_error, config.objectives)
+    valid_items = {language: corpus.layer_choice_items(language) for language in languages}
+    gap_runs, gap, gap_error, choices = _gap_analysis(study, runs, valid_items)
+    analysis = _gap_json(gap, gap_error, config.objectives, choices)
+    missing = analysis.get("missing", [])
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "vgssl_version": __version__,
         "setup": _setup(study, corpus, layout, plans, languages, runs, hours),
-        "phone_abx": phone_abx_rows(config, runs + baselines),
+        "warnings": _warnings(study, valid_items, choices),
+        "phone_abx": phone_abx_rows(config, runs + baselines, valid_items),
         "gap_analysis": analysis,
         "paper_comparison": _paper_comparison(gap),
         "language_abx": language_abx_rows(config, runs + baselines),
         "retrieval": retrieval_rows(runs),
-        "learning": learning_rows(config, runs, baselines),
-        "failures": failure_rows(layout, runs, baselines, languages, analysis.get("missing", [])),
-        "conventions": _conventions(study, plans),
+        "learning": learning_rows(config, runs, baselines, valid_items),
+        "failures": failure_rows(layout, runs, baselines, languages, missing, valid_items),
+        "conventions": _conventions(study, plans, valid_items),
     }
     report["figures"] = write_figures(layout, plans, gap_runs, gap, study.config.analysis)
     atomic_write_json(layout.report_json, report)
@@ -134,47 +150,113 @@ def _setup(
             "path": str(corpus.path),
             "summary": format_card(card) if card else "real data in the built-in layout (no corpus card)",
             "difficulty": (card or {}).get("difficulty"),
+            "valid_items": {
+                language: None if path is None else str(path)
+                for language in languages
+                for path in [corpus.layer_choice_items(language)]
+            },
         },
         "compute": compute,
     }
 
 
 def _gap_analysis(
-    study: StudyFile, runs: Sequence[ModelResults]
-) -> tuple[list[RunScore], GapReport | None, str | None]:
-    """The runs as scored for the analysis, the analysis, or why there is none."""
+    study: StudyFile, runs: Sequence[ModelResults], valid_items: Mapping[str, Path | None]
+) -> tuple[list[RunScore], GapReport | None, str | None, list[dict[str, Any]]]:
+    """The runs as scored for the analysis, the analysis or why there is none, and each run's layer choice."""
     analysis = study.config.analysis
-    results = [(path, result) for run in runs for path, result in run.phone.values()]
-    if not results:
-        return [], None, "no trained run has a phone ABX result"
-    condition = f"{analysis.speaker}-speaker, {analysis.context}-context"
-    layer_rule = (
-        f"per run, the layer with the lowest {condition} error"
-        if analysis.layer == "best"
-        else f"layer {analysis.layer} for every run"
-    )
+    tested = [(run, language, path, result) for run in runs for language, (path, result) in run.phone.items()]
+    if not tested:
+        return [], None, "no trained run has a phone ABX result", []
+    condition = {"speaker": analysis.speaker, "context": analysis.context}
     try:
         scored = select_runs(
-            results, layer=analysis.layer, speaker=analysis.speaker, context=analysis.context
-        )
-        report = analyse(
-            scored,
-            speaker=analysis.speaker,
-            context=analysis.context,
-            layer_rule=layer_rule,
-            replicates=analysis.bootstrap,
-            seed=analysis.bootstrap_seed,
+            [(path, result) for *_, path, result in tested], layer=analysis.layer, **condition
         )
     except GapInputError as error:
-        return [], None, str(error)
-    return scored, report, None
+        return [], None, str(error), []
+    choices: list[dict[str, Any]] = []
+    if analysis.layer == "best":
+        by_source = {str(path): (run, language, result) for run, language, path, result in tested}
+        chosen = []
+        for score in scored:
+            run, language, result = by_source[score.source]
+            summary = phone_summary(run, language, fixed_layer=None, valid_items=valid_items, **condition)
+            assert summary is not None  # select_runs found the condition in this result
+            if summary.chosen_on == "valid":
+                score = rescore_at_layer(score, result, layer=summary.chosen_layer, **condition)
+            chosen.append(score)
+            choices.append(
+                {
+                    "model": run.name,
+                    "label": run.label,
+                    "eval_language": language,
+                    "layer": summary.chosen_layer,
+                    "chosen_on": summary.chosen_on,
+                    "test_best_layer": summary.test_best_layer,
+                    "warning": summary.warning,
+                }
+            )
+        scored = chosen
+    rule = _layer_rule(analysis.layer, choices, f"{analysis.speaker}-speaker, {analysis.context}-context")
+    try:
+        report = analyse(
+            scored, layer_rule=rule, replicates=analysis.bootstrap, seed=analysis.bootstrap_seed, **condition
+        )
+    except GapInputError as error:
+        return [], None, str(error), choices
+    return scored, report, None, choices
 
 
-def _gap_json(gap: GapReport | None, error: str | None, objectives: Sequence[str]) -> dict[str, Any]:
+def _layer_rule(layer: int | str, choices: Sequence[dict[str, Any]], condition: str) -> str:
+    if layer != "best":
+        return f"layer {layer} for every run"
+    on_test = sum(choice["chosen_on"] == "test" for choice in choices)
+    if on_test == len(choices):
+        return (
+            f"per run, the layer with the lowest {condition} error on the TEST items, because no run has a "
+            "valid result (see the warnings)"
+        )
+    rule = (
+        f"per run, the layer with the lowest {condition} error on the valid items; the test error at that "
+        "layer is reported"
+    )
+    if on_test:
+        rule += f" (chosen on the test items for {on_test} run × language(s) without a valid result: see the "
+        rule += "warnings)"
+    return rule
+
+
+def _warnings(
+    study: StudyFile, valid_items: Mapping[str, Path | None], choices: Sequence[dict[str, Any]]
+) -> list[str]:
+    """What makes a reported number weaker than it looks: layers chosen on the test items."""
+    if study.config.analysis.layer != "best":
+        return []
+    warnings = [
+        f"{language}: no valid items (set corpus.valid_items in the study config, or use a corpus with "
+        f"items/{language}_valid_triphone.item), so its layers are chosen on the test items and its "
+        "best-layer errors are optimistic"
+        for language, path in valid_items.items()
+        if path is None
+    ]
+    warnings += [
+        f"{choice['label']} on {choice['eval_language']}: layer chosen on the test items "
+        f"({choice['warning']})"
+        for choice in choices
+        if choice["chosen_on"] == "test" and valid_items.get(choice["eval_language"]) is not None
+    ]
+    return warnings
+
+
+def _gap_json(
+    gap: GapReport | None, error: str | None, objectives: Sequence[str], choices: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The analysis as JSON; `missing` keeps only what the study's objectives could have given."""
     if gap is None:
-        return {"error": error}
+        return {"error": error, "layer_choice": choices}
     document = gap.to_json()
+    document["layer_choice"] = choices
     document["missing"] = [
         item
         for item in gap.missing
@@ -202,7 +284,9 @@ MIXTURES = {
 }
 
 
-def _conventions(study: StudyFile, plans: Sequence[RunPlan]) -> dict[str, Any]:
+def _conventions(
+    study: StudyFile, plans: Sequence[RunPlan], valid_items: Mapping[str, Path | None]
+) -> dict[str, Any]:
     settings, analysis = study.config.evaluation, study.config.analysis
     mixtures = sorted({plan.config.data.mixture for plan in plans})
     conventions: dict[str, Any] = {
@@ -218,7 +302,17 @@ def _conventions(study: StudyFile, plans: Sequence[RunPlan]) -> dict[str, Any]:
             "seed": settings.seed,
         },
         "analysed_condition": f"{analysis.speaker}-speaker, {analysis.context}-context",
-        "layer_rule": analysis.layer,
+        "layer_rule": (
+            f"layer {analysis.layer} for every model"
+            if analysis.layer != "best"
+            else "the layer with the lowest phone ABX error on the valid items (ties to the lower layer), "
+            "per model, language and condition; the reported error is the test error at that layer ('best "
+            "on test' is shown for reference only)"
+        ),
+        "valid_items": {
+            language: "none (layers chosen on test)" if path is None else str(path)
+            for language, path in valid_items.items()
+        },
         "gap": "(E_multi − E_mono) / E_mono, same objective, same evaluated language",
         "gain": "(E_ssl-a − E_vgs+) / E_ssl-a, same training languages, same evaluated language",
         "bootstrap": f"{analysis.bootstrap} replicates over ABX cells, paired across models; 95 % percentile "

@@ -98,10 +98,19 @@ def run_study(
 
 
 def _check_settings(layout: StudyLayout, study: StudyFile, corpus: StudyCorpus) -> None:
-    """Refuse to mix results of other evaluation settings or of another corpus in one study directory."""
-    current = {"corpus": str(corpus.path), "evaluation": study.config.evaluation.model_dump(mode="json")}
+    """Refuse to mix results of other evaluation settings or of another corpus in one study directory.
+
+    The configured valid items (`corpus.valid_items`) count too; a study directory from before they were
+    recorded has no valid results to mix up, so it is accepted and recorded.
+    """
+    current = {
+        "corpus": str(corpus.path),
+        "evaluation": study.config.evaluation.model_dump(mode="json"),
+        "valid_items": {language: str(path) for language, path in sorted(corpus.valid_items.items())},
+    }
     if layout.settings.is_file():
         previous = json.loads(layout.settings.read_text(encoding="utf-8"))
+        previous.setdefault("valid_items", current["valid_items"])  # not recorded before
         changed = [key for key in current if previous.get(key) != current[key]]
         if changed:
             raise StudyConfigError(

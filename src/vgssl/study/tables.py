@@ -1,30 +1,71 @@
-"""The rows of the report's tables, from the models' result files (see `vgssl.study.results`)."""
+"""The rows of the report's tables, from the models' result files (see `vgssl.study.results`).
+
+Phone ABX numbers are test errors at the layer chosen on the valid items; `valid_items` maps each language to
+its layer-choice item file (None: the corpus has none, so that language's layers are chosen on test).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from vgssl.evaluate.gap import Estimate
+from vgssl.evaluate.results import ContextMode, SpeakerMode
 from vgssl.study.config import StudyConfig
 from vgssl.study.layout import StudyLayout
-from vgssl.study.results import ModelResults, paired_difference, summarize_layers
+from vgssl.study.results import LayerSummary, ModelResults, paired_difference, summarize_layers
 
 
-def phone_abx_rows(config: StudyConfig, models: Sequence[ModelResults]) -> list[dict[str, Any]]:
-    """One row per model × evaluated language × speaker mode, in the analysed context."""
+def no_valid_reason(model: ModelResults, language: str, valid_items: Mapping[str, Path | None]) -> str:
+    """Why `model` has no valid phone ABX result for `language`, for the report's warnings."""
+    if valid_items.get(language) is None:
+        return f"no valid items for {language} (corpus.valid_items or items/{language}_valid_triphone.item)"
+    return f"no valid phone ABX result ({model.paths.valid_phone_abx(language).name}: evaluation failed?)"
+
+
+def phone_summary(
+    model: ModelResults,
+    language: str,
+    *,
+    speaker: SpeakerMode,
+    context: ContextMode,
+    fixed_layer: int | None,
+    valid_items: Mapping[str, Path | None],
+) -> LayerSummary | None:
+    """The model's test errors on `language` in one condition, with the layer its valid result chooses."""
+    _, result = model.phone[language]
+    valid = model.valid_phone.get(language)
+    return summarize_layers(
+        result,
+        speaker=speaker,
+        context=context,
+        fixed_layer=fixed_layer,
+        valid=None if valid is None else valid[1],
+        no_valid=no_valid_reason(model, language, valid_items),
+    )
+
+
+def phone_abx_rows(
+    config: StudyConfig, models: Sequence[ModelResults], valid_items: Mapping[str, Path | None]
+) -> list[dict[str, Any]]:
+    """One row per model × evaluated language × speaker mode, in the analysed context: the test error at the
+    layer chosen on the valid items, the best layer on test (for reference) and the fixed layer."""
     settings, analysis = config.evaluation, config.analysis
     speakers = sorted(settings.speakers, key=lambda speaker: speaker != analysis.speaker)  # analysed first
     rows = []
     for model in models:
-        for language, (path, result) in model.phone.items():
+        for language, (path, _) in model.phone.items():
+            valid = model.valid_phone.get(language)
             for speaker in speakers:
-                summary = summarize_layers(
-                    result, speaker=speaker, context=analysis.context, fixed_layer=settings.fixed_layer
-                )
+                summary = phone_summary(
+                    model, language, speaker=speaker, context=analysis.context,
+                    fixed_layer=settings.fixed_layer, valid_items=valid_items,
+                )  # fmt: skip
                 if summary is None:
                     continue
+                valid_errors = summary.valid_errors
                 rows.append(
                     {
                         "model": model.name,
@@ -32,12 +73,23 @@ def phone_abx_rows(config: StudyConfig, models: Sequence[ModelResults]) -> list[
                         "eval_language": language,
                         "speaker": speaker,
                         "context": analysis.context,
-                        "best_layer": summary.best_layer,
-                        "best_error": summary.best,
+                        "layer": summary.chosen_layer,
+                        "error": summary.chosen,
+                        "layer_chosen_on": summary.chosen_on,
+                        "valid_error": None
+                        if valid_errors is None
+                        else valid_errors.get(summary.chosen_layer),
+                        "test_best_layer": summary.test_best_layer,
+                        "test_best_error": summary.test_best,
                         "fixed_layer": summary.fixed_layer,
                         "fixed_error": summary.fixed,
                         "errors_by_layer": {str(layer): e for layer, e in sorted(summary.errors.items())},
+                        "valid_errors_by_layer": None
+                        if valid_errors is None
+                        else {str(layer): e for layer, e in sorted(valid_errors.items())},
+                        "warning": summary.warning,
                         "result": str(path),
+                        "valid_result": None if valid is None else str(valid[0]),
                     }
                 )
     return rows
@@ -58,8 +110,8 @@ def language_abx_rows(config: StudyConfig, models: Sequence[ModelResults]) -> li
                 "model": model.name,
                 "label": model.label,
                 "languages": model.language.labels,
-                "best_layer": summary.best_layer,
-                "best_error": summary.best,
+                "best_layer": summary.test_best_layer,  # no valid language items: chosen on test
+                "best_error": summary.test_best,
                 "fixed_layer": summary.fixed_layer,
                 "fixed_error": summary.fixed,
                 "errors_by_layer": {str(layer): e for layer, e in sorted(summary.errors.items())},
@@ -79,39 +131,49 @@ def retrieval_rows(runs: Sequence[ModelResults]) -> list[dict[str, Any]]:
 
 
 def learning_rows(
-    config: StudyConfig, runs: Sequence[ModelResults], baselines: Sequence[ModelResults]
+    config: StudyConfig,
+    runs: Sequence[ModelResults],
+    baselines: Sequence[ModelResults],
+    valid_items: Mapping[str, Path | None],
 ) -> list[dict[str, Any]]:
-    """Each run's best-layer error next to every baseline's, and its difference with a paired 95 % CI."""
+    """Each run's test error at its chosen layer next to every baseline's at its chosen layer, and their
+    difference with a paired 95 % CI."""
     analysis, settings = config.analysis, config.evaluation
     condition = {"speaker": analysis.speaker, "context": analysis.context}
     rows = []
     for run in runs:
         for language, (_, result) in run.phone.items():
-            ours = summarize_layers(result, fixed_layer=settings.fixed_layer, **condition)
+            ours = phone_summary(
+                run, language, fixed_layer=settings.fixed_layer, valid_items=valid_items, **condition
+            )
             if ours is None:
                 continue
             row: dict[str, Any] = {
                 "model": run.name,
                 "label": run.label,
                 "eval_language": language,
-                "best_layer": ours.best_layer,
-                "error": ours.best,
+                "layer": ours.chosen_layer,
+                "layer_chosen_on": ours.chosen_on,
+                "error": ours.chosen,
                 "baselines": {},
             }
             for baseline in baselines:
                 if language not in baseline.phone:
                     continue
                 theirs_result = baseline.phone[language][1]
-                theirs = summarize_layers(theirs_result, fixed_layer=None, **condition)
+                theirs = phone_summary(
+                    baseline, language, fixed_layer=None, valid_items=valid_items, **condition
+                )
                 if theirs is None:
                     continue
                 difference = paired_difference(
-                    result, ours.best_layer, theirs_result, theirs.best_layer,
+                    result, ours.chosen_layer, theirs_result, theirs.chosen_layer,
                     replicates=analysis.bootstrap, seed=analysis.bootstrap_seed, **condition,
                 )  # fmt: skip
                 row["baselines"][baseline.name] = {
-                    "best_layer": theirs.best_layer,
-                    "error": theirs.best,
+                    "layer": theirs.chosen_layer,
+                    "layer_chosen_on": theirs.chosen_on,
+                    "error": theirs.chosen,
                     "difference": None if difference is None else asdict(difference),
                     "verdict": _verdict(difference),
                 }
@@ -136,6 +198,7 @@ def failure_rows(
     baselines: Sequence[ModelResults],
     study_languages: Sequence[str],
     missing_cells: Sequence[str],
+    valid_items: Mapping[str, Path | None],
 ) -> list[dict[str, Any]]:
     """Every failed model stage, with its log and the result files it could not produce."""
     failures = []
@@ -150,6 +213,11 @@ def failure_rows(
                 layout.relative(model.paths.phone_abx(language))
                 for language in languages
                 if language not in model.phone
+            ]
+            missing += [
+                layout.relative(model.paths.valid_phone_abx(language))
+                for language in languages
+                if valid_items.get(language) is not None and language not in model.valid_phone
             ]
             if model.language is None:
                 missing.append(layout.relative(model.paths.language_abx))

@@ -1,10 +1,17 @@
 """Training the grid: one validated training config per run, each trained by `vgssl train` in its own process.
 
-A run's config is the study's `train` section, then (VGS+ runs) its `grounded` section, then the run's
-`run_overrides`, then what the study owns: the run directory, the seed, the corpus files of the run's
-languages (manifests; caption files for VGS+) and, unless the config sets it, the audio budget `data.hours`,
-the same for every run (the smallest language's training speech), so that with the default `matched-total`
+A run's config is the study's `train` section, then (VGS+ runs) its `grounded` section — or, for SSL-A runs
+under the default `control: caption-speech` in a study with VGS+ runs, that section's `captions` and
+`objective` without `grounding` —, then the run's `run_overrides`, then what the study owns: the run
+directory, the seed, the corpus files of the run's languages (manifests; caption files for VGS+ and the
+control; valid captions for VGS+ only) and, unless the config sets it, the audio budget `data.hours`, the
+same for every run (the smallest language's training speech), so that with the default `matched-total`
 mixture a bilingual run hears as much audio as a monolingual one, half per language.
+
+The caption-speech control makes an SSL-A run hear exactly the caption utterances the VGS+ run of the same
+languages and seed hears, in the same batches and at the same steps, without the images
+(`vgssl.train.config`): a grounding gain then measures the images, not the extra speech.
+`control_statement` says which control a study ran, for the report.
 
 Each run trains in a child process (`python -m vgssl train`, or `torchrun --standalone` for several
 processes): a run that crashes, even hard, cannot take the grid down, and the trainer's own resumption makes
@@ -29,7 +36,15 @@ from pydantic import ValidationError
 
 from vgssl.atomic import atomic_write_text
 from vgssl.errors import VgsslError
-from vgssl.study.config import GROUNDED_SECTIONS, STUDY_OWNED_TRAIN_KEYS, StudyFile, nested_value
+from vgssl.study.config import (
+    CONTROL_SECTIONS,
+    GROUNDED_SECTIONS,
+    STUDY_OWNED_TRAIN_KEYS,
+    Control,
+    StudyConfig,
+    StudyFile,
+    nested_value,
+)
 from vgssl.study.corpus import StudyCorpus
 from vgssl.study.grid import Run
 from vgssl.study.layout import ModelPaths, StudyLayout
@@ -64,7 +79,8 @@ def run_train_dict(
 ) -> dict[str, Any]:
     """The run's training config before validation (see the module docstring for the merge order)."""
     config = study.config
-    raw = _merged(config.train, config.grounded) if run.objective == "vgs+" else copy.deepcopy(config.train)
+    hears_captions = run.objective == "vgs+" or _has_control(config)
+    raw = _merged(config.train, _run_sections(config, run))
     raw = _merged(raw, config.run_overrides.get(run.name, {}))
     raw["run_dir"] = str(paths.train_dir)
     raw["seed"] = run.seed
@@ -78,10 +94,54 @@ def run_train_dict(
         data.setdefault("hours", hours)
     if run.objective == "vgs+":
         raw.setdefault("grounding", {})
+    if hears_captions:
         captions = raw.setdefault("captions", {})
         captions["train"] = [{"captions": str(corpus.captions("train"))}]
-        captions["valid"] = {"captions": str(corpus.captions("valid"))}
+        if run.objective == "vgs+":  # retrieval on the valid captions needs the grounding branch
+            captions["valid"] = {"captions": str(corpus.captions("valid"))}
     return raw
+
+
+def _run_sections(config: StudyConfig, run: Run) -> dict[str, Any]:
+    """The `grounded` sections a run gets: all for VGS+, all but grounding for the control, else none."""
+    if run.objective == "vgs+":
+        return copy.deepcopy(config.grounded)
+    if _has_control(config):
+        return {
+            key: copy.deepcopy(value) for key, value in config.grounded.items() if key in CONTROL_SECTIONS
+        }
+    return {}
+
+
+def _has_control(config: StudyConfig) -> bool:
+    """Whether SSL-A runs hear the caption speech: the control is on and there are VGS+ runs to match."""
+    return config.control == "caption-speech" and "vgs+" in config.objectives
+
+
+def run_control(config: TrainConfig) -> Control | None:
+    """What a run's training config makes it: "caption-speech" (the control: caption speech without
+    images), "none" (an audio-only run without caption speech), or None for a grounded (VGS+) run."""
+    if config.is_grounded:
+        return None
+    return "caption-speech" if config.is_caption_control else "none"
+
+
+def control_statement(study: StudyFile) -> str:
+    """One sentence for the report: which control the SSL-A runs of this study had."""
+    if _has_control(study.config):
+        return (
+            "Control: every SSL-A run also heard the caption speech of the VGS+ run with the same training "
+            "languages and seed (the same selected caption utterances, in the same batches and at the same "
+            "steps), without the images, so the only difference between SSL-A and VGS+ is the image "
+            "(`control: caption-speech`)."
+        )
+    if "vgs+" not in study.config.objectives:
+        return "Control: none needed; the study has no VGS+ runs, and its SSL-A runs heard no caption speech."
+    return (
+        "Control: none. SSL-A runs heard no caption speech, so a grounding gain mixes the effect of the "
+        "images with that of the extra caption speech VGS+ runs hear (`control: none`; the default "
+        "`caption-speech` removes that confound)."
+    )
 
 
 def _check_overrides(study: StudyFile, runs: Sequence[Run]) -> list[str]:
@@ -177,7 +237,8 @@ def logged_step(train_dir: Path) -> int:
 
 
 def hours_seen(train_dir: Path) -> dict[str, float] | None:
-    """Training audio heard so far over all ranks, in hours: {"audio": audio-only, "captions": with an image}.
+    """Training audio heard so far over all ranks, in hours: {"audio": audio-only, "captions": with an image},
+    and for the caption-speech control also "caption_speech" (caption speech heard without images).
 
     Read from the last checkpoint, which the trainer writes at the end of every run; None before it exists
     or when the checkpoint does not count them.

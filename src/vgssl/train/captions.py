@@ -11,10 +11,14 @@ captions cannot reach f, all are kept. `CaptionSelection` reports the fraction r
 A micro-batch holds exactly `captions.pairs_per_batch` random pairs — the in-batch negatives of the
 contrastive loss — made per epoch from (seed, epoch) alone and dealt out to ranks like the audio batches
 (`vgssl.train.sampler`), so a run resumes exactly and ranks never share a pair.
+
+The caption-speech control (a `captions` section without `grounding`) goes through the same selection,
+datasets and sampler with no image source: the same caption audio in the same batches, no image is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -64,10 +68,19 @@ class CaptionSelection:
         total = self.seconds + audio_seconds
         return self.seconds / total if total else 0.0
 
+    @property
+    def utt_ids(self) -> list[str]:
+        return [pair.utterance.utt_id for pair in self.pairs]
+
+    def utt_ids_digest(self) -> str:
+        """SHA-256 of the selected caption ids, a line each in file order: equal selections, equal digests."""
+        return hashlib.sha256("".join(f"{utt_id}\n" for utt_id in self.utt_ids).encode()).hexdigest()
+
     def to_json(self, audio_seconds: float) -> dict[str, object]:
         languages = sorted({pair.utterance.language for pair in self.pairs})
         return {
             "pairs": len(self.pairs),
+            "utt_ids_sha256": self.utt_ids_digest(),
             "images": len({pair.image.image_id for pair in self.pairs}),
             "hours": self.seconds / SECONDS_PER_HOUR,
             "available_hours": self.available_seconds / SECONDS_PER_HOUR,
@@ -170,14 +183,16 @@ def open_image_source(grounding: GroundingConfig, captions: CaptionDataConfig) -
 @dataclass(frozen=True)
 class CaptionItem:
     audio: Item
-    image: np.ndarray | None  # None when the audio is unusable (the pair is dropped from its batch)
+    # None when the audio is unusable (the pair is dropped from its batch) or no image is read (the control).
+    image: np.ndarray | None
     image_id: str
 
 
 @dataclass(frozen=True)
 class CaptionBatch:
     audio: Batch  # the usable captions, padded, and the problems of the others
-    images: torch.Tensor  # (B, 3, S, S) pixels or (B, D) / (B, R, D) features, row i = caption i's image
+    # (B, 3, S, S) pixels or (B, D) / (B, R, D) features, row i = caption i's image; (0,) if none is read
+    images: torch.Tensor
     image_groups: torch.Tensor  # (B,) equal for captions of one image: not each other's negatives
 
     def pin_memory(self) -> CaptionBatch:
@@ -188,13 +203,16 @@ class CaptionBatch:
 
 
 class CaptionDataset(torch.utils.data.Dataset[CaptionItem]):
-    """Captions read and cropped as `AudioDataset` does, each with its image's pixels or features."""
+    """Captions read and cropped as `AudioDataset` does, each with its image's pixels or features.
+
+    `image_source` None: the caption audio alone (the caption-speech control), cropped exactly the same.
+    """
 
     def __init__(
         self,
         pairs: Sequence[CaptionPair],
         *,
-        image_source: ImageSource,
+        image_source: ImageSource | None,
         max_samples: int,
         seed: int,
         sample_rate: int,
@@ -219,15 +237,19 @@ class CaptionDataset(torch.utils.data.Dataset[CaptionItem]):
     def __getitem__(self, index: int) -> CaptionItem:
         audio = self.audio[index]
         image = self.pairs[index].image
-        pixels = self.image_source.load(image) if audio.audio is not None else None
+        usable = audio.audio is not None and self.image_source is not None
+        pixels = self.image_source.load(image) if usable else None
         return CaptionItem(audio=audio, image=pixels, image_id=image.image_id)
 
 
 def collate_captions(items: Sequence[CaptionItem]) -> CaptionBatch:
-    usable = [item for item in items if item.image is not None]
+    usable = [item for item in items if item.audio.audio is not None]
     group_of: dict[str, int] = {}
     groups = [group_of.setdefault(item.image_id, len(group_of)) for item in usable]
-    images = torch.from_numpy(np.stack([item.image for item in usable])) if usable else torch.zeros(0)
+    with_images = [item.image for item in usable if item.image is not None]
+    if with_images and len(with_images) != len(usable):
+        raise CaptionDataError("a caption batch mixes captions with and without images; this is a bug")
+    images = torch.from_numpy(np.stack(with_images)) if with_images else torch.zeros(0)
     return CaptionBatch(
         audio=collate_batch([item.audio for item in items]),
         images=images,

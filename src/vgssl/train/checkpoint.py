@@ -1,8 +1,9 @@
 """Run directories and checkpoints: atomic saves, the last K steps plus the best, exact resumption.
 
 A run directory holds the resolved `config.yaml` it was made with, and `checkpoints/` with `step_XXXXXXXX.pt`
-(the last `keep_last` of them), `last.pt` and `best.pt` (by validation loss). `last.pt` and `best.pt` are hard
-links to a step file where the file system allows, so a checkpoint is written once.
+(the last `keep_last` of them), `last.pt` and `best.pt` (by `checkpoint.best_by`: the SSL validation loss, or
+valid retrieval for grounded runs; the checkpoint's "best" entry says which and its score). `last.pt` and
+`best.pt` are hard links to a step file where the file system allows, so a checkpoint is written once.
 """
 
 from __future__ import annotations

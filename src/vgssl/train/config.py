@@ -6,7 +6,10 @@ corpus it names. The `model` section is `vgssl.model.config.ModelConfig` as is.
 
 A VGS+ (visually grounded) run adds three sections: `grounding` (`vgssl.model.vgs.GroundingConfig` as is: the
 grounding branch and its loss), `captions` (the image–caption data) and `objective` (how the SSL and grounding
-losses combine, step by step). Without them the run is audio-only (SSL-A).
+losses combine, step by step). Without them the run is audio-only (SSL-A). A `captions` section without
+`grounding` makes the caption-speech control: an audio-only run that also hears, without their images, the
+very caption utterances (same selection, batches and step schedule) that a VGS+ run with the same seed,
+data and `captions`/`objective` sections hears.
 """
 
 from __future__ import annotations
@@ -113,7 +116,9 @@ class DataConfig(_Section):
 
 
 class OptimConfig(_Section):
-    lr: PositiveFloat = 5e-4
+    """AdamW; parameter groups by role (`vgssl.train.optimizer`), each with its warm-up and decay."""
+
+    lr: PositiveFloat = 5e-4  # the audio encoder's peak learning rate
     betas: tuple[float, float] = (0.9, 0.98)
     eps: PositiveFloat = 1e-6
     weight_decay: NonNegativeFloat = 0.01
@@ -122,11 +127,23 @@ class OptimConfig(_Section):
     final_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # the learning rate at max_steps, relative to lr
     clip_norm: PositiveFloat | None = 10.0
     accumulation: PositiveInt = 1  # micro-batches per optimizer step and rank
+    # The newly initialised grounding parts of a VGS+ model (audio_head, image_encoder, log_logit_scale):
+    # their own peak learning rate and warm-up; None: lr and warmup_steps. No effect without grounding.
+    head_lr: PositiveFloat | None = None
+    head_warmup_steps: NonNegativeInt | None = None
+
+
+BestBy = Literal["auto", "ssl_loss", "retrieval"]
 
 
 class CheckpointConfig(_Section):
     every: PositiveInt = 1000
     keep_last: PositiveInt = 2
+    # What best.pt follows, checked at logging.valid_every: `ssl_loss`, the SSL validation loss (lowest);
+    # `retrieval`, speech–image retrieval on captions.valid (highest mean of speech->image and
+    # image->speech R@10, ties broken by the mean R@1, then the later step); `auto`: retrieval for a
+    # grounded run with captions.valid, the SSL loss otherwise.
+    best_by: BestBy = "auto"
 
 
 class LoggingConfig(_Section):
@@ -143,6 +160,11 @@ class CollapseConfig(_Section):
     perplexity_floor_ratio: float = Field(1.5, ge=1.0)
     accuracy_ceiling: float = Field(0.99, gt=0.0, le=1.0)
     loss_floor: NonNegativeFloat = 0.05  # contrastive loss per masked frame, in nats
+    # Speech–image collapse (grounded runs): the VG loss stays within vg_tolerance (a fraction of it) of
+    # its value when every embedding is the same, for vg_patience consecutive LOGGED steps that had a
+    # grounding phase (so vg_patience × logging.every steps).
+    vg_patience: PositiveInt = 15
+    vg_tolerance: float = Field(0.02, gt=0.0, lt=1.0)
 
 
 class CaptionSource(_Section):
@@ -209,21 +231,43 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _grounding_is_complete(self) -> TrainConfig:
-        if (self.grounding is None) != (self.captions is None):
+        if self.grounding is not None and self.captions is None:
             raise ValueError(
                 "a grounded (VGS+) run needs both a grounding section and a captions section; an audio-only "
-                "run has neither"
+                "run has no grounding (and a captions section only for the caption-speech control)"
             )
-        if self.grounding is None:
+        if self.captions is None:
             if self.objective is not None:
-                raise ValueError("objective applies to grounded runs only: add grounding and captions")
+                raise ValueError("objective applies to runs with captions only: add grounding and captions")
+            if self.checkpoint.best_by == "retrieval":
+                raise ValueError(
+                    "checkpoint.best_by: retrieval needs a grounded run (grounding and captions with a valid "
+                    "set); use auto or ssl_loss"
+                )
             return self
-        assert self.captions is not None  # checked above
+        if self.grounding is None:
+            # The caption-speech control: captions heard without images.
+            if self.captions.valid is not None:
+                raise ValueError(
+                    "captions.valid is for speech–image retrieval, which a run without grounding cannot do "
+                    "(this is the caption-speech control); remove it, or add a grounding section"
+                )
+            if self.checkpoint.best_by == "retrieval":
+                raise ValueError(
+                    "checkpoint.best_by: retrieval needs a grounding section (this run is the caption-speech "
+                    "control, audio only); use auto or ssl_loss"
+                )
+            return self
         uses_features = self.grounding.image_input == "features"
         if uses_features != (self.captions.image_features is not None):
             raise ValueError(
                 "grounding.image_input: features needs captions.image_features (a feature directory), and "
                 "captions.image_features needs grounding.image_input: features"
+            )
+        if self.checkpoint.best_by == "retrieval" and self.captions.valid is None:
+            raise ValueError(
+                "checkpoint.best_by: retrieval needs valid captions (captions.valid); add them, or use auto "
+                "or ssl_loss"
             )
         try:
             self.grounding.resolved_tap_layer(self.model)
@@ -232,9 +276,27 @@ class TrainConfig(_Section):
         return self
 
     @property
+    def is_grounded(self) -> bool:
+        """A VGS+ run: grounding and captions."""
+        return self.grounding is not None
+
+    @property
+    def is_caption_control(self) -> bool:
+        """The caption-speech control: captions without grounding (audio-only SSL on both streams)."""
+        return self.captions is not None and self.grounding is None
+
+    @property
     def grounded_objective(self) -> ObjectiveConfig:
-        """The objective of a grounded run (its defaults when the section is left out)."""
+        """The objective of a run with captions (its defaults when the section is left out)."""
         return self.objective or ObjectiveConfig()
+
+    @property
+    def best_by(self) -> Literal["ssl_loss", "retrieval"]:
+        """The criterion best.pt follows, `auto` resolved."""
+        if self.checkpoint.best_by != "auto":
+            return self.checkpoint.best_by
+        has_valid_captions = self.captions is not None and self.captions.valid is not None
+        return "retrieval" if self.is_grounded and has_valid_captions else "ssl_loss"
 
     @model_validator(mode="after")
     def _clips_can_be_masked(self) -> TrainConfig:

@@ -9,6 +9,8 @@ dropout independent of how the global batch is split over ranks and accumulation
 
 A grounding phase does the same with the speech–image loss on caption batches (unmasked audio), normalised by
 the global number of caption–image pairs. Negatives are the pairs of the same micro-batch on the same rank.
+Its totals include the loss sum the batch would have if every embedding were the same
+(`vgssl.train.collapse.collapsed_loss_sum`), so the trainer can log and guard the collapsed value.
 
 A grounded step runs up to three phases — SSL on the audio-only batches, SSL on the caption batches, grounding
 on the caption batches — each normalised by its own global count, and `grounded_gradients` adds their
@@ -17,14 +19,16 @@ gradients with the weights of `LossWeighting`:
     L = w_ssl · L_ssl(audio-only) + w_cap · L_ssl(captions) + w_vg · L_vg
 
 That sum is formed here and nowhere else. Each phase ends with its own DDP synchronisation (its counts are
-known only then), so a joint step all-reduces gradients three times.
+known only then), so a joint step all-reduces gradients three times. The caption-speech control (captions
+without grounding) runs the two SSL phases only. On request (logging steps), the norm of each phase's
+weighted gradient is measured per model part before the phases are added up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vgssl.errors import VgsslError
 from vgssl.train.captions import CaptionBatch
+from vgssl.train.collapse import collapsed_loss_sum
 from vgssl.train.data import Batch
 from vgssl.train.distributed import DistributedContext, all_gather_objects, all_reduce_sum
 from vgssl.train.objective import LossWeighting, Term
@@ -62,10 +67,15 @@ GROUNDING_TOTALS = (
     "correct_audio_to_image",
     "correct_image_to_audio",
     "temperature",
+    "collapsed",
     "micro_batches",
     "audio_samples",
     "non_finite",
 )
+
+
+class GroundingPhaseError(VgsslError):
+    """A grounding phase was asked of a model or of caption batches that cannot have one."""
 
 
 class NonFiniteLossError(VgsslError):
@@ -146,11 +156,23 @@ def accumulate_grounding_gradients(
     step: int,
     context: DistributedContext,
     autocast_dtype: torch.dtype | None,
+    margin: float | None = None,
+    negatives_from_all_ranks: bool | None = None,
 ) -> dict[str, float]:
     """`accumulate_gradients` for the speech–image loss: per-pair sums, normalised by the global pair count.
 
-    Returns the global totals (`GROUNDING_TOTALS`).
+    Returns the global totals (`GROUNDING_TOTALS`); "collapsed" is one direction's loss sum at collapse for
+    these batches and `margin`, with the negatives of one micro-batch, or of the same micro-batch of every
+    rank with `negatives_from_all_ranks`. None: the model's own (`grounding.margin`,
+    `grounding.gather_negatives`).
     """
+    model_margin, model_gathers = _grounding_options(model)
+    margin = model_margin if margin is None else margin
+    if negatives_from_all_ranks is None:
+        negatives_from_all_ranks = model_gathers
+    pair_counts = torch.tensor([len(batch.image_groups) for batch in micro_batches], dtype=torch.float64)
+    if negatives_from_all_ranks and context.is_distributed:
+        pair_counts = all_reduce_sum(pair_counts.to(context.device), context).cpu()
     totals = torch.zeros(len(GROUNDING_TOTALS), dtype=torch.float64)
     non_finite_ids: list[str] = []
     for index, batch in enumerate(micro_batches):
@@ -182,16 +204,31 @@ def accumulate_grounding_gradients(
             ]
         ).cpu()
         totals[:6] += values
-        totals[6] += 1
-        totals[7] += batch.audio.audio_samples
+        totals[6] += collapsed_loss_sum(
+            batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
+        )
+        totals[7] += 1
+        totals[8] += batch.audio.audio_samples
         if not math.isfinite(float(loss.detach())):
-            totals[8] += 1
+            totals[9] += 1
             non_finite_ids += batch.audio.utt_ids
     totals = all_reduce_sum(totals.to(context.device), context)
     summed = dict(zip(GROUNDING_TOTALS, totals.cpu().tolist(), strict=True))
     _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
     _scale_gradients(model, context.world_size / max(summed["num_pairs"], 1.0))
     return summed
+
+
+def _grounding_options(model: nn.Module) -> tuple[float, bool]:
+    """The (margin, negatives gathered from all ranks) of a VGS+ model, unwrapped from DDP."""
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    config = getattr(module, "grounding_config", None)
+    if config is None:
+        raise GroundingPhaseError(
+            f"a grounding phase needs a VGS+ model (with a grounding_config), got {type(module).__name__}"
+        )
+    # gather_negatives is absent from grounding configs that predate negatives from every rank.
+    return float(config.margin), bool(getattr(config, "gather_negatives", False))
 
 
 def _refuse_non_finite(count: float, ids: list[str], *, step: int, context: DistributedContext) -> None:
@@ -222,6 +259,11 @@ def grounding_loss(totals: dict[str, float]) -> float:
     return (totals["audio_to_image"] + totals["image_to_audio"]) / max(totals["num_pairs"], 1.0)
 
 
+def collapsed_grounding_loss(totals: dict[str, float]) -> float:
+    """`grounding_loss` if every embedding were the same: both directions' collapsed values per pair."""
+    return 2.0 * totals["collapsed"] / max(totals["num_pairs"], 1.0)
+
+
 @dataclass
 class GroundedTotals:
     """The global totals of each phase a grounded step ran, and each term's normalised loss."""
@@ -230,6 +272,8 @@ class GroundedTotals:
     captions: dict[str, float] | None = None
     grounding: dict[str, float] | None = None
     losses: dict[Term, float] = field(default_factory=dict)
+    # On request: "<term>/<part>" -> the norm of w_term · the term's gradient over that part's parameters.
+    grad_norms: dict[str, float] = field(default_factory=dict)
 
 
 def grounded_gradients(
@@ -242,27 +286,37 @@ def grounded_gradients(
     step: int,
     context: DistributedContext,
     autocast_dtype: torch.dtype | None,
+    measure: Mapping[str, Sequence[nn.Parameter]] | None = None,
 ) -> GroundedTotals:
     """The gradient of L = Σ w_i · L_i over the phases this step has data for, left in `.grad`.
 
     Each phase leaves the gradient of its own normalised loss L_i in `.grad`; it is moved, times w_i, into
     a running sum before the next phase starts, so phases never mix their normalisers. The weighting's own
-    parameters get their gradient from the global losses.
+    parameters get their gradient from the global losses. Caption batches without images (the
+    caption-speech control's) get no grounding phase. `measure` (part name -> parameters): also measure
+    each phase's weighted gradient norm per part.
     """
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     weighted: list[torch.Tensor | None] = [None] * len(parameters)
 
     def add_phase(term: Term) -> None:
         weight = weighting.weight(term)
+        squares: dict[int, torch.Tensor] = {}
         for index, parameter in enumerate(parameters):
             if parameter.grad is None:
                 continue
             gradient = parameter.grad.mul_(weight)
+            if measure is not None:
+                squares[id(parameter)] = gradient.detach().float().square().sum()
             if weighted[index] is None:
                 weighted[index] = gradient
             else:
                 weighted[index].add_(gradient)
             parameter.grad = None
+        for part, part_parameters in (measure or {}).items():
+            found = [squares[id(p)] for p in part_parameters if id(p) in squares]
+            if found:
+                result.grad_norms[f"{term}/{part}"] = float(torch.stack(found).sum().sqrt())
 
     result = GroundedTotals()
     common = {"seed": seed, "step": step, "context": context, "autocast_dtype": autocast_dtype}
@@ -275,9 +329,13 @@ def grounded_gradients(
         result.captions = accumulate_gradients(model, caption_audio, stream=CAPTION_SSL_STREAM, **common)
         result.losses["caption_ssl"] = ssl_loss(result.captions)
         add_phase("caption_ssl")
-        result.grounding = accumulate_grounding_gradients(model, caption_batches, **common)
-        result.losses["vg"] = grounding_loss(result.grounding)
-        add_phase("vg")
+        with_images = [batch.images.numel() > 0 for batch in caption_batches]
+        if any(with_images) != all(with_images):
+            raise GroundingPhaseError("a step mixes caption batches with and without images; this is a bug")
+        if all(with_images):
+            result.grounding = accumulate_grounding_gradients(model, caption_batches, **common)
+            result.losses["vg"] = grounding_loss(result.grounding)
+            add_phase("vg")
     for parameter, gradient in zip(parameters, weighted, strict=True):
         parameter.grad = gradient
     weighting.set_gradients(result.losses)

@@ -5,6 +5,12 @@ phase, loss sums normalised by global counts, so DDP and accumulation equal one 
 AdamW update; the schedule. A grounded run draws each step's kind (audio-only, caption-only or joint) from
 `vgssl.train.objective`, feeds caption batches (`vgssl.train.captions`) besides the audio ones, reports the
 grounded fraction of the training audio it has seen, and logs speech–image retrieval on the valid captions.
+The caption-speech control (captions without grounding) is an audio-only model on the same two streams
+and schedule, with the SSL loss only: w_ssl · L_ssl(audio batch) + w_cap · L_ssl(caption batch).
+
+Parameter groups and their schedules are `vgssl.train.optimizer`'s. On logging steps of runs with captions,
+the gradient norm of each model part is logged (`grad_norm/<part>`, and per loss term
+`grad_norm/<term>/<part>`), before clipping, like `gnorm`. best.pt follows `checkpoint.best_by`.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vgssl.atomic import atomic_write_json
+from vgssl.atomic import atomic_write_json, atomic_write_text
 from vgssl.corpus.spokencoco import read_caption_set
 from vgssl.errors import VgsslError
 from vgssl.evaluate.retrieval import embed_caption_set, retrieval_scores
@@ -53,7 +59,7 @@ from vgssl.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vgssl.train.collapse import CollapseGuard
+from vgssl.train.collapse import CollapseGuard, GroundingCollapseGuard
 from vgssl.train.config import Precision, TrainConfig
 from vgssl.train.data import AudioDataset, Batch, check_problems, collate_batch, load_split
 from vgssl.train.distributed import (
@@ -70,18 +76,24 @@ from vgssl.train.gradients import (
     GroundedTotals,
     NonFiniteLossError,
     accumulate_gradients,
+    collapsed_grounding_loss,
     grounded_gradients,
     micro_batch_seed,
 )
 from vgssl.train.metrics import IntervalMeans, MetricsLogger
 from vgssl.train.mixture import Selection, select_mixture
 from vgssl.train.objective import TERMS, LossWeighting, StepKind, step_kind
+from vgssl.train.optimizer import build_optimizer, current_learning_rates, gradient_norms, module_parameters
 from vgssl.train.sampler import BucketBatchSampler
-from vgssl.train.schedule import lr_scale
 
 LOGGER = logging.getLogger("vgssl.train")
 SELECTION_FILE = "selection.json"
+CAPTION_IDS_FILE = "caption_utterances.txt"  # the selected caption ids of a run with captions, one per line
 LOG_FILE = "train.log"
+POOLED = "all"  # the retrieval scores over every valid caption, whatever its language
+# Keys of `seconds_seen` (checkpoints) for the caption stream: speech with an image (VGS+), or the same
+# caption speech heard without its image (the caption-speech control; "captions" stays 0 there).
+GROUNDED_CAPTIONS, CAPTION_SPEECH = "captions", "caption_speech"
 
 
 class EmptyBatchError(VgsslError):
@@ -186,10 +198,15 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.position = 0  # micro-batches of `epoch` this rank has consumed
-        self.caption_epoch = 0  # the same two for the caption batches of a grounded run
+        self.caption_epoch = 0  # the same two for the caption batches of a run with captions
         self.caption_position = 0
-        self.seconds_seen = {"audio": 0.0, "captions": 0.0}  # training audio of all ranks, so far
+        self.caption_key = GROUNDED_CAPTIONS if config.is_grounded else CAPTION_SPEECH
+        # Training audio of all ranks so far: "audio" (audio-only), "captions" (with an image, 0 but in VGS+
+        # runs) and, for the control, "caption_speech" (the caption speech heard without images).
+        self.seconds_seen = {"audio": 0.0, GROUNDED_CAPTIONS: 0.0, self.caption_key: 0.0}
         self.best_valid_loss: float | None = None
+        # What best.pt is: {"criterion", "value" (a list, compared in order), "step"}; None before any.
+        self.best: dict[str, Any] | None = None
         self.bad_audio: dict[str, str] = {}  # this rank's skipped files: utterance id -> problem
 
         random.seed(config.seed)
@@ -200,6 +217,8 @@ class Trainer:
         if config.grounding is None:
             self.model = Wav2Vec2(config.model)
             audio_encoder = self.model
+            if config.is_caption_control:
+                self.weighting = LossWeighting(config.grounded_objective).to(context.device)
         else:
             # The audio encoder is built first, so it starts from the weights an audio-only run starts from.
             self.model = VgsModel(config.model, config.grounding)
@@ -224,6 +243,24 @@ class Trainer:
             mask_length=config.model.mask_length,
             num_negatives=config.model.num_negatives,
         )
+        self.grounding_guard: GroundingCollapseGuard | None = None
+        if config.grounding is not None:
+            assert config.captions is not None  # TrainConfig checks that they come together
+            self.grounding_guard = GroundingCollapseGuard(
+                config.collapse,
+                settings={
+                    "optim.lr": config.optim.lr,
+                    "optim.head_lr": config.optim.head_lr,
+                    "optim.warmup_steps": config.optim.warmup_steps,
+                    "optim.head_warmup_steps": config.optim.head_warmup_steps,
+                    "grounding.margin": config.grounding.margin,
+                    "grounding.temperature": config.grounding.temperature,
+                    "grounding.image_input": config.grounding.image_input,
+                    "captions.pairs_per_batch": config.captions.pairs_per_batch,
+                },
+            )
+        # Per-part gradient norms, on logging steps of runs with captions.
+        self.parts = module_parameters(self.model) if self.weighting is not None else None
 
     # -- set-up ---------------------------------------------------------------------------------------------
 
@@ -241,7 +278,9 @@ class Trainer:
             sample_rate=SAMPLE_RATE,
         )
         self.valid_captions = None
-        caption_summary = self._build_caption_data(selection) if config.captions is not None else None
+        caption_summary, caption_ids = None, None
+        if config.captions is not None:
+            caption_summary, caption_ids = self._build_caption_data(selection)
         if self.context.is_main:
             for language, count in sorted(train_split.dropped_short.items()):
                 LOGGER.info(
@@ -255,8 +294,9 @@ class Trainer:
                 **selection.to_json(),
                 "dropped_short": train_split.dropped_short,
             }
-            if caption_summary is not None:
+            if caption_summary is not None and caption_ids is not None:
                 summary["captions"] = caption_summary
+                atomic_write_text(self.run_dir / CAPTION_IDS_FILE, "".join(f"{i}\n" for i in caption_ids))
             atomic_write_json(self.run_dir / SELECTION_FILE, summary)
         max_samples = round(data.max_seconds * SAMPLE_RATE)
         self.train_set = AudioDataset(
@@ -295,11 +335,20 @@ class Trainer:
                 drop_uneven=False,
             )
 
-    def _build_caption_data(self, audio: Selection) -> dict[str, object]:
-        """The caption pairs, dataset and sampler of a grounded run; returns their summary."""
+    def _build_caption_data(self, audio: Selection) -> tuple[dict[str, object], list[str]]:
+        """The caption pairs, dataset and sampler of a run with captions; returns their summary and ids.
+
+        The caption-speech control selects exactly as a grounded run would (it requires the image files a
+        pixel-input grounded run requires, so `on_missing: skip` leaves out the same captions), but reads
+        no image.
+        """
         config, data = self.config, self.config.data
         captions, grounding = config.captions, config.grounding
-        assert captions is not None and grounding is not None  # only called for grounded runs
+        assert captions is not None  # only called for runs with captions
+        if grounding is not None:
+            require_image_files = grounding.image_input == "pixels"
+        else:  # TrainConfig keeps image_features and image_input: features together in grounded runs
+            require_image_files = captions.image_features is None
         languages = captions.languages or [share.language for share in audio.shares]
         audio_seconds = sum(share.selected_seconds for share in audio.shares)
         available = load_caption_pairs(
@@ -309,7 +358,7 @@ class Trainer:
             sample_rate=SAMPLE_RATE,
             on_missing=captions.on_missing,
             on_bad_audio=data.on_bad_audio,
-            require_image_files=grounding.image_input == "pixels",
+            require_image_files=require_image_files,
         )
         if not available.pairs:
             raise CaptionDataError(
@@ -326,7 +375,7 @@ class Trainer:
         if self.context.is_main:
             LOGGER.info(
                 "captions: %d pairs of %d images, %.3f h (of %.3f h usable); %.1f %% of the training audio "
-                "has an image",
+                + ("has an image" if grounding is not None else "is caption speech, heard without images"),
                 len(chosen.pairs),
                 len({pair.image.image_id for pair in chosen.pairs}),
                 chosen.seconds / 3600,
@@ -339,7 +388,7 @@ class Trainer:
                     100 * captions.grounded_fraction,
                     100 * reached,
                 )
-        self.image_source = open_image_source(grounding, captions)
+        self.image_source = open_image_source(grounding, captions) if grounding is not None else None
         self.caption_set = CaptionDataset(
             chosen.pairs,
             image_source=self.image_source,
@@ -356,7 +405,7 @@ class Trainer:
             world_size=self.context.world_size,
             accumulation=config.optim.accumulation,
         )
-        if captions.valid is not None:
+        if captions.valid is not None and grounding is not None:
             self.valid_captions = read_caption_set(
                 captions.valid.captions,
                 languages=languages,
@@ -364,41 +413,36 @@ class Trainer:
                 audio_root=captions.valid.audio_root,
                 image_root=captions.valid.image_root,
                 on_missing=captions.on_missing,
-                require_image_files=grounding.image_input == "pixels",
+                require_image_files=require_image_files,
             )
-        return chosen.to_json(audio_seconds)
+        summary = chosen.to_json(audio_seconds)
+        summary["heard_with_images"] = grounding is not None
+        summary["utt_ids_file"] = CAPTION_IDS_FILE
+        return summary, chosen.utt_ids
 
     def _build_optimizer(self) -> None:
-        optim = self.config.optim
-        # Weight decay on matrices only: decaying biases, norms and the mask embedding only hurts.
-        decayed = [p for p in self.model.parameters() if p.ndim >= 2]
-        others = [p for p in self.model.parameters() if p.ndim < 2]
-        groups = [
-            {"params": decayed, "weight_decay": optim.weight_decay},
-            {"params": others, "weight_decay": 0.0},
-        ]
-        if self.weighting is not None and self.weighting.adaptive:
-            groups.append({"params": list(self.weighting.parameters()), "weight_decay": 0.0})
-        self.optimizer = torch.optim.AdamW(
-            groups,
-            lr=optim.lr,
-            betas=optim.betas,
-            eps=optim.eps,
+        adaptive = self.weighting is not None and self.weighting.adaptive
+        self.optimizer, self.scheduler, groups = build_optimizer(
+            self.model,
+            self.config.optim,
+            max_steps=self.config.max_steps,
+            loss_weighting=self.weighting if adaptive else None,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_scale(
-                step,
-                warmup_steps=optim.warmup_steps,
-                total_steps=self.config.max_steps,
-                decay=optim.decay,
-                final_ratio=optim.final_lr_ratio,
-            ),
-        )
+        if self.context.is_main:
+            for group, spec in zip(self.optimizer.param_groups, groups, strict=True):
+                LOGGER.info(
+                    "optimizer group %s: %d tensors, %d parameters, peak lr %g, weight decay %g",
+                    spec.name,
+                    len(spec.parameters),
+                    sum(p.numel() for p in spec.parameters),
+                    group["initial_lr"],
+                    group["weight_decay"],
+                )
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
         self.best_valid_loss = state["best_valid_loss"]
+        self.best = state.get("best")
         if self.step >= self.config.max_steps:  # finished: `run` only says so, whatever the launch
             return
         if state["world_size"] != self.context.world_size:
@@ -410,13 +454,22 @@ class Trainer:
             )
         if isinstance(self.model, VgsModel):
             self.model.load_checkpoint_entries(state)
-            assert self.weighting is not None  # grounded runs have one
+        else:
+            self.model.load_state_dict(state["model"])
+        if self.weighting is not None:
             self.weighting.load_state_dict(state["loss_weighting"])
             self.caption_epoch = state["caption_epoch"]
             self.caption_position = state["caption_position"]
-        else:
-            self.model.load_state_dict(state["model"])
         self.seconds_seen = dict(state.get("seconds_seen", self.seconds_seen))
+        saved_groups = [group.get("name") for group in state["optimizer"]["param_groups"]]
+        groups = [group["name"] for group in self.optimizer.param_groups]
+        if saved_groups != groups:
+            raise ResumeError(
+                f"{last_checkpoint_path(self.run_dir)} holds optimizer state for the parameter groups "
+                f"{saved_groups}, but this version of vgssl makes {groups} (weight decay and learning rates "
+                "by role); finish that run with the vgssl version that started it, or start a new run with "
+                "another --run-dir"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
@@ -492,13 +545,16 @@ class Trainer:
     def _train_until(self, end: int, network: nn.Module, metrics: MetricsLogger, progress: tqdm) -> None:
         config = self.config
         means = IntervalMeans()
-        interval_seconds = {"audio": 0.0, "captions": 0.0}
+        caption_key = self.caption_key
+        interval_seconds = {"audio": 0.0, caption_key: 0.0}
         interval_start = time.perf_counter()
         network.train()
         audio_steps = self._steps()
         caption_steps = self._caption_steps() if self.weighting is not None else None
         while True:
-            lr = self.optimizer.param_groups[0]["lr"]
+            rates = current_learning_rates(self.optimizer)
+            logging_step = (self.step + 1) % config.logging.every == 0 or self.step + 1 == end
+            grad_norms: dict[str, float] = {}
             if caption_steps is None:
                 totals = accumulate_gradients(
                     network,
@@ -509,20 +565,29 @@ class Trainer:
                     autocast_dtype=self.autocast_dtype,
                 )
                 values = _ssl_metrics(totals)
-                seconds = {"audio": _audio_seconds(totals), "captions": 0.0}
+                seconds = {"audio": _audio_seconds(totals), caption_key: 0.0}
                 guarded = values
             else:
+                assert self.weighting is not None  # runs with captions have one
                 kind = step_kind(self.step, config.grounded_objective, seed=config.seed)
-                grounded = self._grounded_step(network, kind, audio_steps, caption_steps)
+                grounded = self._grounded_step(
+                    network, kind, audio_steps, caption_steps, measure=logging_step
+                )
                 values = _grounded_metrics(grounded, kind, self.weighting)
                 seconds = {
                     "audio": _audio_seconds(grounded.audio),
-                    "captions": _audio_seconds(grounded.captions),
+                    caption_key: _audio_seconds(grounded.captions),
                 }
                 # The collapse guard watches the audio-only SSL phase (caption-only steps: the caption one).
                 ssl_phase = grounded.audio if grounded.audio is not None else grounded.captions
                 assert ssl_phase is not None  # every step has audio-only or caption batches
                 guarded = _ssl_metrics(ssl_phase)
+                if logging_step:
+                    assert self.parts is not None  # measured for every run with captions
+                    grad_norms = {
+                        f"grad_norm/{name}": norm for name, norm in gradient_norms(self.parts).items()
+                    }
+                    grad_norms |= {f"grad_norm/{name}": norm for name, norm in grounded.grad_norms.items()}
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(),
                 config.optim.clip_norm if config.optim.clip_norm is not None else math.inf,
@@ -539,7 +604,9 @@ class Trainer:
             self.step += 1
             self.model.set_num_updates(self.step)
 
-            values |= {"gnorm": float(grad_norm), "lr": lr}
+            values |= {"gnorm": float(grad_norm), "lr": rates["encoder"], **grad_norms}
+            if "head" in rates:
+                values["lr_head"] = rates["head"]
             means.add(values)
             for source, amount in seconds.items():
                 interval_seconds[source] += amount
@@ -548,20 +615,26 @@ class Trainer:
             progress.set_postfix(
                 loss=f"{values['loss']:.3f}", acc=f"{guarded['accuracy']:.2f}", refresh=False
             )
-            if self.step % config.logging.every == 0 or self.step == end:
+            if logging_step:
                 logged = means.pop()
                 elapsed = time.perf_counter() - interval_start
                 interval_audio = sum(interval_seconds.values())
                 logged["audio_seconds_per_second"] = interval_audio / elapsed
                 if caption_steps is not None:
-                    # The share of the training audio with an image: this interval's, and the run's so far.
-                    logged["grounded_fraction"] = interval_seconds["captions"] / max(interval_audio, 1e-9)
-                    logged["grounded_fraction_so_far"] = self.seconds_seen["captions"] / max(
+                    # The caption stream's share of the training audio (VGS+: the share with an image): this
+                    # interval's, and the run's so far.
+                    name = "grounded_fraction" if config.is_grounded else "caption_speech_fraction"
+                    logged[name] = interval_seconds[caption_key] / max(interval_audio, 1e-9)
+                    logged[f"{name}_so_far"] = self.seconds_seen[caption_key] / max(
                         sum(self.seconds_seen.values()), 1e-9
                     )
                 metrics.log("train", self.step, logged)
-                interval_seconds = {"audio": 0.0, "captions": 0.0}
+                interval_seconds = {"audio": 0.0, caption_key: 0.0}
                 interval_start = time.perf_counter()
+                if self.grounding_guard is not None and "vg_loss" in logged:
+                    self.grounding_guard.update(
+                        step=self.step, vg_loss=logged["vg_loss"], collapsed_loss=logged["vg_collapsed_loss"]
+                    )
             self.guard.update(
                 step=self.step,
                 code_perplexity=guarded["code_perplexity"],
@@ -598,9 +671,12 @@ class Trainer:
         kind: StepKind,
         audio_steps: Iterator[list[Batch]],
         caption_steps: Iterator[list[CaptionBatch]],
+        *,
+        measure: bool,
     ) -> GroundedTotals:
-        """The gradients of one grounded step; each data stream advances only when the step uses it."""
-        assert self.weighting is not None  # grounded runs have one
+        """The gradients of one step of a run with captions; each stream advances only when the step uses
+        it. `measure`: also measure each loss term's gradient norm per model part (logging steps)."""
+        assert self.weighting is not None  # runs with captions have one
         return grounded_gradients(
             network,
             self.weighting,
@@ -610,10 +686,11 @@ class Trainer:
             step=self.step,
             context=self.context,
             autocast_dtype=self.autocast_dtype,
+            measure=self.parts if measure else None,
         )
 
     def _caption_steps(self) -> Iterator[list[CaptionBatch]]:
-        """`_steps` for the caption batches of a grounded run, with their own epoch and position."""
+        """`_steps` for the caption batches of a run with captions, with their own epoch and position."""
         accumulation = self.config.optim.accumulation
         while True:
             self.caption_set.set_epoch(self.caption_epoch)
@@ -673,24 +750,50 @@ class Trainer:
     def _validate_and_save(self, end: int, network: nn.Module, metrics: MetricsLogger) -> None:
         config = self.config
         last = self.step >= end
-        valid_loss = None
-        if self.step % config.logging.valid_every == 0 or last:
+        is_best = False
+        # Not at a `stop_at` before max_steps: best.pt must not depend on where a run was interrupted.
+        if self.step % config.logging.valid_every == 0 or self.step >= config.max_steps:
             values: dict[str, float] = {}
+            valid_loss = None
             if self.valid_set is not None:
                 values = self._validate()
                 valid_loss = values["loss"]
+                if self.best_valid_loss is None or valid_loss < self.best_valid_loss:
+                    self.best_valid_loss = valid_loss
+            retrieval: dict[str, float] = {}
             if self.valid_captions is not None:
-                values |= self._validate_retrieval()
+                retrieval = self._validate_retrieval()
+                values |= retrieval
+            score = self._best_score(valid_loss, retrieval)
+            if score is not None:
+                values[f"best_by/{config.best_by}"] = score[0]
+                is_best = self.best is None or _is_better(config.best_by, score, self.best["value"])
+                if is_best:
+                    self.best = {"criterion": config.best_by, "value": score, "step": self.step}
             if values:
                 metrics.log("valid", self.step, values)
-        is_best = valid_loss is not None and (
-            self.best_valid_loss is None or valid_loss < self.best_valid_loss
-        )
-        if is_best:
-            self.best_valid_loss = valid_loss
         if self.step % config.checkpoint.every == 0 or last or is_best:
             self._save(is_best=is_best)
         network.train()
+
+    def _best_score(self, valid_loss: float | None, retrieval: dict[str, float]) -> list[float] | None:
+        """This validation's score for `checkpoint.best_by` (the same on every rank), or None without one.
+
+        ssl_loss: [valid loss]. retrieval: [mean R@10, mean R@1] of speech->image and image->speech over
+        all valid captions (pooled over languages; a one-language set has no pooled entry, its language's is
+        the same), in %; rank 0 computes retrieval alone and sends the score to the others.
+        """
+        if self.config.best_by == "ssl_loss":
+            return None if valid_loss is None else [valid_loss]
+        score = None
+        if retrieval:
+            names = sorted({key.split("/")[0] for key in retrieval})
+            name = POOLED if POOLED in names else names[0]
+            score = [
+                (retrieval[f"{name}/speech_to_image_R@{k}"] + retrieval[f"{name}/image_to_speech_R@{k}"]) / 2
+                for k in (10, 1)
+            ]
+        return all_gather_objects(score, self.context)[0]
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -779,12 +882,13 @@ class Trainer:
                 "epoch": self.epoch,
                 "position": self.position,
                 "best_valid_loss": self.best_valid_loss,
+                "best": self.best,
                 "world_size": self.context.world_size,
                 "train_config": self.config.identity(),
                 "ranks": ranks,
                 "seconds_seen": dict(self.seconds_seen),
             }
-            if self.weighting is not None:
+            if self.weighting is not None:  # a run with captions
                 state |= {
                     "loss_weighting": self.weighting.state_dict(),
                     "caption_epoch": self.caption_epoch,
@@ -799,6 +903,14 @@ class Trainer:
             )
             LOGGER.info("step %d: saved %s%s", self.step, path, " (best)" if is_best else "")
         barrier(self.context)
+
+
+def _is_better(criterion: str, score: Sequence[float], best: Sequence[float]) -> bool:
+    """ssl_loss: a strictly lower loss. retrieval: a higher [R@10, R@1], compared in order; a tie goes to the
+    later checkpoint (as good at grounding, and trained longer)."""
+    if criterion == "ssl_loss":
+        return score[0] < best[0]
+    return tuple(score) >= tuple(best)
 
 
 def _audio_seconds(totals: dict[str, float] | None) -> float:
@@ -842,6 +954,8 @@ def _grounded_metrics(totals: GroundedTotals, kind: StepKind, weighting: LossWei
             "vg_accuracy_audio_to_image": vg["correct_audio_to_image"] / pairs,
             "vg_accuracy_image_to_audio": vg["correct_image_to_audio"] / pairs,
             "vg_temperature": vg["temperature"] / vg["micro_batches"],
+            # vg_loss if every embedding were the same (both directions; each direction's is half).
+            "vg_collapsed_loss": collapsed_grounding_loss(vg),
         }
     if weighting.adaptive:
         values |= {f"weight_{term}": weighting.weight(term) for term in TERMS}

@@ -2,6 +2,11 @@
 
 Names follow fairseq's wav2vec 2.0 logs: loss, contrastive, diversity, code_perplexity, prob_perplexity,
 accuracy, temp, gnorm, lr, fraction_masked, plus audio_seconds_per_second (throughput over all ranks).
+Runs with captions add the caption phase (`caption_*`), VGS+ runs the grounding phase (`vg_*`, with
+`vg_collapsed_loss`, the value `vg_loss` takes when every embedding is the same), `lr_head` (the grounding
+parts' learning rate) and `grad_norm/<part>` / `grad_norm/<term>/<part>` (gradient norms before clipping,
+measured on logging steps only, so they are that step's, not an interval mean). Validation records carry
+`best_by/<criterion>`, the score best.pt follows.
 Only rank 0 writes. On resumption, records after the resumed step (written before a crash, and about to be
 redone) are dropped, so the file reads as one uninterrupted run.
 """
