@@ -225,6 +225,11 @@ def build_corpus(
         "angular distance with DTW, fastabx (max_size_group 10, max_x_across 5, seed 0)",
         **difficulty,
     }
+    from vgssl.corpus.image_features import write_corpus_image_features  # imports torch: only here
+
+    image_features = write_corpus_image_features(plan, partial, log=log)
+    card["image_features"] = image_features.summary()
+    card["build"]["image_features_seconds"] = image_features.seconds
     atomic_write_json(partial / CARD_NAME, card)
     _publish(partial, out)
     return card

@@ -152,6 +152,13 @@ def format_card(card: dict[str, Any]) -> str:
         if isinstance(scores, dict):
             cells = ", ".join(f"{name.replace('_', ' ')} {value:.2f} %" for name, value in scores.items())
             lines.append(f"  [{language}] MFCC-39 phone ABX: {cells}")
+    if "image_features" in card:
+        features = card["image_features"]
+        lines.append(
+            f"  image features: {features['path']}/ ({features['feature_dim']}-d pooled, regions "
+            f"{features['regions_shape']}), held-out description accuracy "
+            f"{100 * features['heldout_description_accuracy']:.1f} % of the pretrained encoder"
+        )
     build = card.get("build", {})
     if "wall_seconds" in build:
         lines.append(f"  built in {build['wall_seconds']} s with {build['workers']} worker(s)")

@@ -56,6 +56,11 @@ class StudyCorpus:
     def language_items(self) -> Path:
         return self.path / "items" / "test_language.item"
 
+    @property
+    def image_features(self) -> Path:
+        """Features of every image from the frozen pretrained image encoder (`vgssl synth` writes them)."""
+        return self.path / "image_features"
+
     def captions(self, split: str) -> Path:
         return self.path / f"captions_{split}.json"
 

@@ -4,7 +4,8 @@ A run's config is the study's `train` section, then (VGS+ runs) its `grounded` s
 under the default `control: caption-speech` in a study with VGS+ runs, that section's `captions` and
 `objective` without `grounding` —, then the run's `run_overrides`, then what the study owns: the run
 directory, the seed, the corpus files of the run's languages (manifests; caption files for VGS+ and the
-control; valid captions for VGS+ only) and, unless the config sets it, the audio budget `data.hours`, the
+control; valid captions and, for `image_input: features` without `captions.image_features`, the corpus's
+`image_features/` for VGS+ only) and, unless the config sets it, the audio budget `data.hours`, the
 same for every run (the smallest language's training speech), so that with the default `matched-total`
 mixture a bilingual run hears as much audio as a monolingual one, half per language.
 
@@ -99,6 +100,10 @@ def run_train_dict(
         captions["train"] = [{"captions": str(corpus.captions("train"))}]
         if run.objective == "vgs+":  # retrieval on the valid captions needs the grounding branch
             captions["valid"] = {"captions": str(corpus.captions("valid"))}
+            image_input = raw["grounding"].get("image_input")
+            if image_input == "features" and captions.get("image_features") is None:
+                # The built-in corpus ships features of a frozen pretrained image encoder (`vgssl synth`).
+                captions["image_features"] = str(corpus.image_features)
     return raw
 
 
