@@ -18,8 +18,6 @@ minutes_to_mfcc=<first SSL-A checkpoint at or below MFCC, or none>
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -28,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from recipe_probe import Probe, chosen, phone_abx_by_layer, retrieval_r10
+from recipe_probe import Probe, add_probe_arguments, chosen, phone_abx_by_layer, retrieval_r10, write_tables
 from recipe_sweep import measure_baselines, random_init_checkpoint
 
 
@@ -100,10 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--study", type=Path, default=Path(__file__).parents[1] / "configs" / "demo.yaml")
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--language", default="en")
+    add_probe_arguments(parser)
     parser.add_argument("--budget-factor", type=float, default=4.0)
     parser.add_argument("--points", type=int, default=8, help="checkpoints evaluated per run")
     args = parser.parse_args()
@@ -124,18 +119,11 @@ def main() -> int:
     (args.out / "learning_curve.json").write_text(json.dumps(report, indent=1))
     columns = ["objective", "step", "minutes", "abx", "layer", "abx_best_test", "r10", "chance_r10"]
     rows = [{"objective": name, **point} for name, points in curves.items() for point in points]
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    (args.out / "learning_curve.csv").write_text(table.getvalue())
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    lines += [
-        f"| {name} | | | {result['abx']:.2f} | {result['layer']} | | | |"
+    rows += [
+        {"objective": name, "abx": result["abx"], "layer": result["layer"]}
         for name, result in baselines.items()
     ]
-    (args.out / "learning_curve.md").write_text("\n".join(lines) + "\n")
+    lines = write_tables(rows, columns, args.out / "learning_curve")
     plot(curves, baselines, args.out / "learning_curve.png")
     print("\n".join(lines))
 

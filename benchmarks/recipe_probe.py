@@ -13,7 +13,9 @@ Baselines (normalised MFCC, random init) are measured the same way, so every num
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import csv
 import io
 import json
 import subprocess
@@ -74,6 +76,27 @@ class Probe:
                 stdout=log, stderr=subprocess.STDOUT, check=True,
             )  # fmt: skip
         return time.perf_counter() - start
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every probe script takes: the study preset, the corpus, the output and the language."""
+    parser.add_argument("--study", type=Path, default=Path(__file__).parents[1] / "configs" / "demo.yaml")
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--language", default="en")
+
+
+def write_tables(rows: list[dict[str, Any]], columns: list[str], stem: Path) -> list[str]:
+    """`stem`.csv and `stem`.md of `rows`; returns the markdown lines."""
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    stem.with_suffix(".csv").write_text(table.getvalue())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def parse_value(text: str) -> Any:

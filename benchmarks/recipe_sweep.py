@@ -16,15 +16,22 @@ the last line is `RESULT best=<name> abx=<test error at valid layer> mfcc=<...> 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from recipe_probe import Probe, chosen, last_metrics, parse_overrides, phone_abx_by_layer, retrieval_r10
+from recipe_probe import (
+    Probe,
+    add_probe_arguments,
+    chosen,
+    last_metrics,
+    parse_overrides,
+    phone_abx_by_layer,
+    retrieval_r10,
+    write_tables,
+)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -95,11 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--study", type=Path, default=Path(__file__).parents[1] / "configs" / "demo.yaml")
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    add_probe_arguments(parser)
     parser.add_argument("--objective", choices=("ssl-a", "vgs+"), default="ssl-a")
-    parser.add_argument("--language", default="en")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", action="append", required=True)
     args = parser.parse_args()
@@ -125,15 +129,8 @@ def main() -> int:
     }
     (args.out / "sweep.json").write_text(json.dumps(report, indent=1))
     columns = ["name", "abx", "layer", "abx_best_test", "r10", "chance_r10", "train_seconds"]
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows + [{"name": k, **v} for k, v in baselines.items()])
-    (args.out / "sweep.csv").write_text(table.getvalue())
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows + [{"name": k, **v} for k, v in baselines.items()]:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
-    (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
+    table_rows = rows + [{"name": name, **result} for name, result in baselines.items()]
+    lines = write_tables(table_rows, columns, args.out / "sweep")
     print("\n".join(lines))
     best = min(rows, key=lambda row: row["abx"])
     print(f"RESULT best={best['name']} abx={best['abx']:.2f} mfcc={baselines['mfcc']['abx']:.2f} "

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 
+from tiny_models import CPU, TINY_MODEL
 from vgssl.cli import main
 from vgssl.corpus.audio import BadAudioError, write_wav
 from vgssl.corpus.manifest import ManifestEntry, write_manifest
@@ -28,19 +29,6 @@ from vgssl.train.loop import NonFiniteLossError, Trainer, accumulate_gradients, 
 from vgssl.train.metrics import read_metrics
 
 RATE = 16_000
-CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-TINY_MODEL = {
-    "dim": 32,
-    "layers": 2,
-    "heads": 2,
-    "ffn_dim": 64,
-    "pos_conv_kernel": 8,
-    "pos_conv_groups": 4,
-    "codebook_entries": 16,
-    "codevector_dim": 32,
-    "final_dim": 32,
-    "num_negatives": 10,
-}
 
 
 PHONES = [(110, 700), (130, 1200), (150, 300), (200, 2200), (240, 900), (180, 1600)]  # (f0, formant) Hz

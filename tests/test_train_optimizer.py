@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tiny_models import TINY_GROUNDING, TINY_MODEL
 from vgssl.model.config import ModelConfig
 from vgssl.model.vgs import GroundingConfig, VgsModel
 from vgssl.model.wav2vec2 import Wav2Vec2
@@ -11,19 +12,6 @@ from vgssl.train.objective import LossWeighting
 from vgssl.train.optimizer import build_optimizer, module_parameters, parameter_groups
 from vgssl.train.schedule import lr_scale
 
-TINY_MODEL = {
-    "dim": 32,
-    "layers": 2,
-    "heads": 2,
-    "ffn_dim": 64,
-    "pos_conv_kernel": 8,
-    "pos_conv_groups": 4,
-    "codebook_entries": 16,
-    "codevector_dim": 32,
-    "final_dim": 32,
-    "num_negatives": 10,
-}
-TINY_GROUNDING = {"joint_dim": 32, "pool_heads": 2, "image_size": 32, "image_channels": [8, 16]}
 CONV_MODEL = {
     **TINY_MODEL,
     "frontend": "conv",

@@ -19,6 +19,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from tiny_models import CPU
+from tiny_models import TINY_MODEL as SHARED_TINY_MODEL
 from vgssl.model.config import ModelConfig
 from vgssl.model.gather import GatherShapeError, all_gather_rows, gather_layout, process_rank_and_world
 from vgssl.model.grounding import margin_info_nce
@@ -28,20 +30,8 @@ from vgssl.train.data import Item
 from vgssl.train.distributed import DistributedContext
 from vgssl.train.gradients import accumulate_grounding_gradients
 
-CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "feature_dropout": 0.0}
-TINY_MODEL = {
-    "dim": 32,
-    "layers": 2,
-    "heads": 2,
-    "ffn_dim": 64,
-    "pos_conv_kernel": 8,
-    "pos_conv_groups": 4,
-    "codebook_entries": 16,
-    "codevector_dim": 32,
-    "final_dim": 32,
-    "num_negatives": 5,
-} | NO_DROPOUT
+TINY_MODEL = SHARED_TINY_MODEL | {"num_negatives": 5} | NO_DROPOUT
 FEATURE_DIM = 8
 MARGIN, SCALE = 1.0, 6.0
 TINY_GROUNDING = {

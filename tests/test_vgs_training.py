@@ -14,6 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
+from tiny_models import CPU, TINY_GROUNDING, TINY_MODEL
 from vgssl.cli import main
 from vgssl.corpus.audio import read_audio, write_wav
 from vgssl.corpus.build import build_corpus
@@ -38,7 +39,6 @@ from vgssl.train.captions import (
 )
 from vgssl.train.config import ConfigError, ObjectiveConfig, load_config
 from vgssl.train.data import Item, collate_batch
-from vgssl.train.distributed import DistributedContext
 from vgssl.train.gradients import (
     CAPTION_SSL_STREAM,
     GROUNDING_STREAM,
@@ -54,20 +54,6 @@ from vgssl.train.optimizer import gradient_norms, module_parameters
 from vgssl.train.schedule import lr_scale
 
 RATE = 16_000
-CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-TINY_MODEL = {
-    "dim": 32,
-    "layers": 2,
-    "heads": 2,
-    "ffn_dim": 64,
-    "pos_conv_kernel": 8,
-    "pos_conv_groups": 4,
-    "codebook_entries": 16,
-    "codevector_dim": 32,
-    "final_dim": 32,
-    "num_negatives": 10,
-}
-TINY_GROUNDING = {"joint_dim": 32, "pool_heads": 2, "image_size": 32, "image_channels": [8, 16]}
 COLOURS = [(200, 30, 30), (30, 160, 60), (40, 80, 220), (245, 215, 30), (140, 50, 170), (245, 130, 20)]
 
 
