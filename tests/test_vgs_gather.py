@@ -89,7 +89,7 @@ def grounding_phase(
 ) -> dict[str, float]:
     """The trainer's grounding phase on one micro-batch: forward, backward, DDP average, global scale."""
     return accumulate_grounding_gradients(
-        model, [batch], seed=0, step=0, context=context, autocast_dtype=None, margin=MARGIN
+        model, [batch], seed=0, step=0, context=context, autocast_dtype=None
     )
 
 

@@ -156,20 +156,14 @@ def accumulate_grounding_gradients(
     step: int,
     context: DistributedContext,
     autocast_dtype: torch.dtype | None,
-    margin: float | None = None,
-    negatives_from_all_ranks: bool | None = None,
 ) -> dict[str, float]:
     """`accumulate_gradients` for the speech–image loss: per-pair sums, normalised by the global pair count.
 
     Returns the global totals (`GROUNDING_TOTALS`); "collapsed" is one direction's loss sum at collapse for
-    these batches and `margin`, with the negatives of one micro-batch, or of the same micro-batch of every
-    rank with `negatives_from_all_ranks`. None: the model's own (`grounding.margin`,
-    `grounding.gather_negatives`).
+    these batches and the model's margin, with the negatives of one micro-batch, or of the same micro-batch
+    of every rank when the model gathers negatives (`grounding.gather_negatives`).
     """
-    model_margin, model_gathers = _grounding_options(model)
-    margin = model_margin if margin is None else margin
-    if negatives_from_all_ranks is None:
-        negatives_from_all_ranks = model_gathers
+    margin, negatives_from_all_ranks = _grounding_options(model)
     pair_counts = torch.tensor([len(batch.image_groups) for batch in micro_batches], dtype=torch.float64)
     if negatives_from_all_ranks and context.is_distributed:
         pair_counts = all_reduce_sum(pair_counts.to(context.device), context).cpu()
@@ -227,8 +221,7 @@ def _grounding_options(model: nn.Module) -> tuple[float, bool]:
         raise GroundingPhaseError(
             f"a grounding phase needs a VGS+ model (with a grounding_config), got {type(module).__name__}"
         )
-    # gather_negatives is absent from grounding configs that predate negatives from every rank.
-    return float(config.margin), bool(getattr(config, "gather_negatives", False))
+    return float(config.margin), bool(config.gather_negatives)
 
 
 def _refuse_non_finite(count: float, ids: list[str], *, step: int, context: DistributedContext) -> None:
