@@ -80,7 +80,12 @@ def test_the_tiny_preset_runs_end_to_end(tiny_study):
         assert row["wall_seconds"] > 0
         assert row["hours_seen"]["audio"] > 0
         assert (row["hours_seen"]["captions"] > 0) == name.startswith("vgs+")
+        # The clean control: SSL-A runs heard the caption speech, and the report says so.
+        assert row["control"] == (None if name.startswith("vgs+") else "caption-speech")
         assert (out / "runs" / name / "train" / "checkpoints" / "last.pt").is_file()
+    assert report["setup"]["control"] == "caption-speech"
+    assert report["setup"]["control_statement"].startswith("Control: every SSL-A run also heard")
+    assert report["setup"]["control_statement"] in text
     # Budget matched: every run gets the smallest language's training speech.
     assert len({row["budget_hours"] for row in compute.values()}) == 1
 
@@ -200,7 +205,7 @@ def test_three_languages_and_a_failing_run(tmp_path):
     gaps = {(r["eval_language"], r["train_languages"]) for r in report["gap_analysis"]["gaps"]}
     assert gaps == {("en", "en+es+fr"), ("fr", "en+es+fr"), ("average", "—")}
     text = (out / "report.md").read_text(encoding="utf-8")
-    assert "| ssl-a es | failed |" in text and "[log](runs/ssl-a_es/launch.log)" in text
+    assert "| ssl-a es | none | failed |" in text and "[log](runs/ssl-a_es/launch.log)" in text
     assert "es chosen on valid" in text  # the phone ABX table has a column for every language
 
 

@@ -59,6 +59,8 @@ def _setup(setup: dict[str, Any]) -> list[str]:
         + (", every pair" if setup["pairwise"] else "")
         + f") × seeds {', '.join(map(str, setup['seeds']))}; {setup['nproc_per_node']} process(es) per run.",
         "",
+        setup["control_statement"],
+        "",
         (
             f"Audio budget: {budget:.3f} h of audio-only speech per run, the same for every run (the "
             "smallest language's training speech), split equally over a run's languages."
@@ -71,14 +73,16 @@ def _setup(setup: dict[str, Any]) -> list[str]:
     ]
     rows = [
         (
-            c["label"], c["state"], format_duration(c["wall_seconds"]), f"{c['steps']} / {c['max_steps']}",
+            c["label"], c["control"] or "(grounded)", c["state"], format_duration(c["wall_seconds"]),
+            f"{c['steps']} / {c['max_steps']}",
             _hours_seen(c["hours_seen"]),
             f"{c['mixture']}, {c['budget_hours']:.3f} h", c["precision"],
             f"[train.yaml]({c['config']}), [run]({c['run_dir']}), [log]({c['log']})",
         )
         for c in setup["compute"]
     ]  # fmt: skip
-    header = ["run", "state", "wall time", "steps", "audio heard (h)", "budget", "precision", "files"]
+    header = ["run", "control", "state", "wall time", "steps", "audio heard (h)", "budget", "precision"]
+    header.append("files")
     return lines + _table(header, rows)
 
 

@@ -108,6 +108,7 @@ def _setup(
     hours: float | None,
 ) -> dict[str, Any]:
     from vgssl.corpus.card import format_card
+    from vgssl.study.training import control_statement, run_control
 
     config = study.config
     compute = []
@@ -119,6 +120,7 @@ def _setup(
                 "run": plan.run.name,
                 "label": plan.run.label,
                 "objective": plan.run.objective,
+                "control": run_control(plan.config),
                 "train_languages": list(plan.run.languages),
                 "seed": plan.run.seed,
                 "state": training.state,
@@ -144,6 +146,8 @@ def _setup(
         "objectives": list(config.objectives),
         "seeds": list(config.seeds),
         "pairwise": config.pairwise,
+        "control": config.control,
+        "control_statement": control_statement(study),
         "audio_budget_hours": hours,
         "nproc_per_node": config.launch.nproc_per_node,
         "corpus": {
