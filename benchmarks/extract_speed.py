@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgssl.corpus.audio import write_wav
-from vgssl.corpus.manifest import ManifestEntry, write_manifest
+from vgssl.audio.io import write_wav
+from vgssl.data.manifest import ManifestEntry, write_manifest
 from vgssl.evaluate.extract_command import read_source
 from vgssl.evaluate.features import extract_features, load_feature_model, resolve_device
 from vgssl.model.config import ModelConfig

@@ -117,7 +117,7 @@ def phone_abx_by_layer(spec: str, corpus: Path, language: str, work: Path) -> di
     """{"valid": {layer: error %}, "test": {...}} across speaker, within context, triphone items."""
     import torch
 
-    from vgssl.corpus.manifest import read_manifest
+    from vgssl.data.manifest import read_manifest
     from vgssl.evaluate.abx import run_phone_abx
     from vgssl.evaluate.features import Utterance, extract_features, load_feature_model
 

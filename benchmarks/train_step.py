@@ -51,7 +51,7 @@ def ours_step(frontend: str, wav: torch.Tensor):
     from vgssl.model.wav2vec2 import Wav2Vec2
     from vgssl.train.data import Batch
     from vgssl.train.distributed import DistributedContext
-    from vgssl.train.loop import accumulate_gradients
+    from vgssl.train.gradients import accumulate_gradients
 
     config = ModelConfig(
         frontend=frontend,

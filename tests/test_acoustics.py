@@ -208,6 +208,29 @@ def test_output_that_would_clip_is_peak_normalised() -> None:
     np.testing.assert_allclose(result.audio, loud * result.applied["peak_gain"], rtol=1e-6)
 
 
+def energy_ratio_db(speech: np.ndarray, noise: np.ndarray) -> float:
+    """The test's own SNR: 10·log10(Σ s² / Σ n²) over the whole signals (equal lengths)."""
+    assert speech.shape == noise.shape
+    speech_energy = float(np.sum(np.square(speech, dtype=np.float64)))
+    return 10.0 * math.log10(speech_energy / float(np.sum(np.square(noise, dtype=np.float64))))
+
+
+def schroeder_rt60(impulse_response: np.ndarray, *, lower_db: float) -> float:
+    """The test's own RT60, two-point: the Schroeder backward integral E(t) = Σ_{τ ≥ t} h(τ)², its level
+    10·log10(E(t) / E(0)), the first samples at which it falls to the upper and to `lower_db` dB, and 60 dB
+    over the slope between them. The upper point is −5 dB (ISO 3382), or 3 dB below the level right after the
+    direct sound when the direct path alone drops the curve past −5 dB (it stays flat until the tail starts).
+    """
+    energy = np.asarray(impulse_response, dtype=np.float64) ** 2
+    remaining = energy.sum() - np.concatenate([[0.0], np.cumsum(energy)[:-1]])  # E(t) at every sample
+    level_db = 10.0 * np.log10(np.maximum(remaining, 1e-300) / remaining[0])
+    upper_db = min(-5.0, level_db[1] - 3.0)
+    start = int(np.argmax(level_db <= upper_db))
+    stop = int(np.argmax(level_db <= lower_db))
+    assert 0 < start < stop, "the response must decay through the fit range"
+    return 60.0 * (stop - start) / SR / (level_db[start] - level_db[stop])
+
+
 # --- noise -------------------------------------------------------------------------------------------------
 
 
@@ -220,7 +243,8 @@ def test_chain_adds_noise_at_the_requested_snr(noise_type: str, seed: int) -> No
     )
     assert result.applied["noise_type"] == noise_type
     noise = result.audio.astype(np.float64) - speech
-    assert abs(signal_to_noise_db(speech, noise) - result.applied["snr_db"]) < 0.5
+    assert abs(energy_ratio_db(speech, noise) - result.applied["snr_db"]) < 0.5  # not the package's meter
+    assert signal_to_noise_db(speech, noise) == pytest.approx(energy_ratio_db(speech, noise), abs=1e-9)
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 12.5, 40.0])
@@ -229,7 +253,15 @@ def test_mix_at_snr_hits_the_request(snr_db: float) -> None:
     rng = np.random.default_rng(0)
     for noise in (white_noise(speech.shape[0], rng=rng), pink_noise(speech.shape[0], rng=rng)):
         mixed = mix_at_snr(speech, 0.01 * noise, snr_db)
+        assert energy_ratio_db(speech, mixed - speech) == pytest.approx(snr_db, abs=1e-6)
         assert signal_to_noise_db(speech, mixed - speech) == pytest.approx(snr_db, abs=1e-6)
+
+
+def test_signal_to_noise_db_on_known_signals() -> None:
+    # Powers 1 and 1/100 -> 20 dB; a noise of half the speech's amplitude -> 20·log10(2) = 6.02 dB.
+    assert signal_to_noise_db(np.ones(100), np.full(100, 0.1)) == pytest.approx(20.0)
+    speech = speechlike(0.5, f0=120, seed=5)
+    assert signal_to_noise_db(speech, 0.5 * speech) == pytest.approx(20 * math.log10(2.0))
 
 
 def test_pink_noise_falls_3_db_per_octave() -> None:
@@ -282,7 +314,11 @@ def test_measured_rt60_is_within_10_percent_of_the_drawn_value(
         assert impulse_response[0] == 1.0
         direct_db = 10 * np.log10(1.0 / np.sum(impulse_response[1:] ** 2))
         assert direct_db == pytest.approx(direct_to_reverberant_db)
-        assert measure_rt60(impulse_response, SR, method=method) == pytest.approx(rt60_s, rel=0.10)
+        measured = measure_rt60(impulse_response, SR, method=method)
+        assert measured == pytest.approx(rt60_s, rel=0.10)
+        lower_db = {"T20": -25.0, "T30": -35.0}[method]
+        assert schroeder_rt60(impulse_response, lower_db=lower_db) == pytest.approx(rt60_s, rel=0.10)
+        assert measured == pytest.approx(schroeder_rt60(impulse_response, lower_db=lower_db), rel=0.05)
 
 
 def test_reverb_keeps_the_length_and_starts_with_the_direct_path() -> None:

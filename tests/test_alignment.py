@@ -6,16 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vgssl.corpus.alignment import (
-    SILENCE,
-    Alignment,
-    AlignmentFormatError,
-    PhoneEvent,
-    Segment,
-    WordEvent,
-    align_events,
-    read_alignments,
-)
+from vgssl.corpus.alignment import PhoneEvent, WordEvent, align_events
+from vgssl.data.alignments import SILENCE, Alignment, AlignmentFormatError, Segment, read_alignments
 
 RATE = 22_050
 

@@ -16,8 +16,8 @@ from vgssl.corpus.acoustics import AcousticsConfig
 from vgssl.corpus.build import build_corpus
 from vgssl.corpus.card import IncompleteCorpusError, read_card
 from vgssl.corpus.items import frame_count
-from vgssl.corpus.manifest import read_manifest
 from vgssl.corpus.spec import CorpusSpecError, make_spec
+from vgssl.data.manifest import read_manifest
 from vgssl.errors import OutputExistsError
 
 # Every utterance is speed-perturbed and half get disfluent pauses, on top of the default noise, reverb and

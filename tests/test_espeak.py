@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from vgssl.corpus.alignment import SILENCE, strip_stress
+from vgssl.corpus.alignment import strip_stress
 from vgssl.corpus.espeak import (
     BadVoiceError,
     SynthesisError,
@@ -21,6 +21,7 @@ from vgssl.corpus.espeak import (
     synthesize,
     text_to_phonemes,
 )
+from vgssl.data.alignments import SILENCE
 
 SENTENCES = {
     "en-us": [

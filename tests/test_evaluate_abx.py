@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from vgssl.cli import main
+from vgssl.data.items import ItemFileError
 from vgssl.evaluate.abx import (
     CanonicalSubsampler,
     FeaturesTooShortError,
-    ItemFileError,
     MissingFeaturesError,
     NonFiniteFeaturesError,
     infer_language,

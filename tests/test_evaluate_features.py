@@ -6,17 +6,12 @@ import pytest
 import scipy.fft
 import torch
 
+from vgssl.audio.features import deltas, mfcc
+from vgssl.audio.frames import frame_count
+from vgssl.audio.io import write_wav
 from vgssl.cli import main
-from vgssl.corpus.audio import write_wav
-from vgssl.corpus.manifest import ManifestEntry, write_manifest
-from vgssl.evaluate.features import (
-    BaselineModel,
-    UnsupportedModelError,
-    deltas,
-    frame_count,
-    load_feature_model,
-    mfcc,
-)
+from vgssl.data.manifest import ManifestEntry, write_manifest
+from vgssl.evaluate.features import BaselineModel, UnsupportedModelError, load_feature_model
 
 LENGTHS = [399, 400, 719, 720, 16_000, 16_123]
 
@@ -148,7 +143,7 @@ def test_extract_writes_per_layer_tensors_skips_existing_and_records_the_model(t
 def test_batched_hf_extraction_equals_one_utterance_at_a_time(tmp_path: Path, norm: str) -> None:
     from transformers import Wav2Vec2Model
 
-    from vgssl.corpus.audio import read_audio
+    from vgssl.audio.io import read_audio
 
     manifest = _audio_corpus(tmp_path, [0.5, 1.3, 0.8])
     model_dir = _tiny_hf(tmp_path, norm=norm)
@@ -170,7 +165,7 @@ def test_batched_hf_extraction_equals_one_utterance_at_a_time(tmp_path: Path, no
 
 
 def test_vgssl_checkpoint_extraction_equals_model_encode(tmp_path: Path) -> None:
-    from vgssl.corpus.audio import read_audio
+    from vgssl.audio.io import read_audio
     from vgssl.model.pretrained import load_model
 
     manifest = _audio_corpus(tmp_path, [0.6, 1.1])

@@ -4,6 +4,7 @@ from pathlib import Path
 import espeakng_loader
 import numpy as np
 import pytest
+import yaml
 
 from vgssl.corpus.espeak import text_to_phonemes
 from vgssl.corpus.grammar import (
@@ -16,7 +17,8 @@ from vgssl.corpus.grammar import (
     fr,
     get_grammar,
 )
-from vgssl.corpus.grammar.base import MAX_WORDS, MIN_WORDS, word_count
+from vgssl.corpus.grammar.sentences import MAX_WORDS, MIN_WORDS, word_count
+from vgssl.corpus.grammar.words import WordsFileError, _check_words, load_words
 from vgssl.corpus.scenes import Mention, ObjectGroup, Scene, SceneDescription, sample_scene
 from vgssl.errors import VgsslError
 
@@ -258,3 +260,16 @@ def test_registry_lists_the_languages_with_a_grammar() -> None:
     with pytest.raises(UnknownLanguageError, match=r"'xx'.*en, es, fr") as error:
         get_grammar("xx")
     assert isinstance(error.value, VgsslError)
+
+
+def test_every_grammar_reads_its_words_from_its_data_file() -> None:
+    for code in LANGUAGES:
+        words = load_words(code)
+        assert get_grammar(code).words is words
+        assert {"captions", "sentences"} <= set(words)
+
+
+@pytest.mark.parametrize("text", ["pronouns: [on, je]", "names: [Anna, null]", "weather: {no: 1.5}"])
+def test_a_data_file_word_that_yaml_reads_as_something_else_is_refused(text: str) -> None:
+    with pytest.raises(WordsFileError, match="quote it"):
+        _check_words(yaml.safe_load(text), "data/xx.yaml")

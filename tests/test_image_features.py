@@ -28,7 +28,7 @@ from vgssl.corpus.image_features import (
 from vgssl.corpus.plan import SPLITS, plan_corpus
 from vgssl.corpus.scenes import Scene
 from vgssl.corpus.spec import make_spec
-from vgssl.corpus.spokencoco import FeatureShapeError, ImageFeatureStore
+from vgssl.data.images import FeatureShapeError, ImageFeatureStore
 
 SMALL = FeatureSettings(pretrain_images=256, heldout_images=64)
 

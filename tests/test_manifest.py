@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from vgssl.corpus.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
+from vgssl.data.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
 
 
 def test_round_trip_resolves_relative_root(tmp_path: Path) -> None:

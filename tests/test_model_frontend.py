@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from vgssl.audio.features import mel_filterbank
 from vgssl.model.config import ModelConfig
-from vgssl.model.frontend import ConvFrontend, FbankFrontend, mel_filterbank
+from vgssl.model.frontend import ConvFrontend, FbankFrontend
 
 SMALL_CONV = [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2  # wav2vec 2.0's kernels and strides
 
@@ -35,7 +36,7 @@ def test_log_mel_peaks_at_the_frequency_of_a_tone() -> None:
     tone = torch.sin(2 * math.pi * 1000.0 * time).unsqueeze(0)
     log_mel = frontend.log_mel(tone)  # (1, T, 2 · 80): two stacked 10 ms frames
     first_half = log_mel[0, :, :80].mean(0)
-    filters = mel_filterbank(80, fft_size=512, sample_rate=16_000, low_hz=20.0)
+    filters = mel_filterbank(80, mel_scale="htk", fft_size=512, sample_rate=16_000, low_hz=20.0)
     centre_hz = (filters.argmax(0).float() * 16_000 / 512)[first_half.argmax()]
     assert abs(float(centre_hz) - 1000.0) <= 2 * 16_000 / 512
     assert log_mel.shape == (1, 49, 160)
@@ -55,7 +56,7 @@ def test_fbank_frame_t_is_centred_at_fastabx_frame_time(frame: int) -> None:
 
 
 def test_mel_filters_cover_the_spectrum_once() -> None:
-    filters = mel_filterbank(80, fft_size=512, sample_rate=16_000, low_hz=20.0)
+    filters = mel_filterbank(80, mel_scale="htk", fft_size=512, sample_rate=16_000, low_hz=20.0)
     assert filters.shape == (257, 80)
     # Adjacent triangles overlap so that, between the first and last centre, their sum is exactly 1.
     centres = filters.argmax(0)

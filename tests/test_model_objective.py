@@ -96,7 +96,9 @@ def test_quantizer_samples_hard_codes_with_gradient_and_argmax_in_eval() -> None
     assert quantized.vectors.shape == (50, 6) and quantized.codes.shape == (50, 2)
     chosen = torch.cat([quantizer.codebook[group, quantized.codes[:, group]] for group in range(2)], dim=1)
     assert torch.allclose(quantized.vectors, chosen, atol=1e-6)  # forward value: exactly one entry per group
-    assert 1.0 <= float(quantized.code_perplexity) <= 16.0
+    # Each group's perplexity lies in [1, V], so their sum lies in [G, G·V] = [2, 16].
+    assert 2.0 <= float(quantized.code_perplexity) <= 16.0
+    assert 2.0 <= float(quantized.prob_perplexity.detach()) <= 16.0
     (quantized.vectors.sum() - quantized.prob_perplexity).backward()
     assert quantizer.codebook.grad.abs().sum() > 0 and quantizer.logits.weight.grad.abs().sum() > 0
 
@@ -104,6 +106,30 @@ def test_quantizer_samples_hard_codes_with_gradient_and_argmax_in_eval() -> None
     first, second = quantizer(features), quantizer(features)
     logits = (features @ quantizer.logits.weight.T + quantizer.logits.bias).view(50, 2, 8)
     assert torch.equal(first.codes, second.codes) and torch.equal(first.codes, logits.argmax(-1))
+
+
+def test_perplexities_reach_g_times_v_for_uniform_codes_and_g_for_a_single_code() -> None:
+    groups, entries = 2, 8
+    quantizer = GumbelQuantizer(groups * entries, groups=groups, entries=entries, codevector_dim=6).eval()
+    with torch.no_grad():
+        quantizer.logits.weight.copy_(30.0 * torch.eye(groups * entries))
+        quantizer.logits.bias.zero_()
+    # Row i picks entry i % V in group 0 and entry (3i) % V in group 1: every entry equally often.
+    rows = torch.arange(4 * entries)
+    uniform = torch.zeros(len(rows), groups * entries)
+    uniform[rows, rows % entries] = 1.0
+    uniform[rows, entries + (3 * rows) % entries] = 1.0
+    quantized = quantizer(uniform)
+    assert quantized.codes[:, 1].tolist() == ((3 * rows) % entries).tolist()
+    assert float(quantized.code_perplexity) == pytest.approx(groups * entries, rel=1e-5)
+    assert float(quantized.prob_perplexity.detach()) == pytest.approx(groups * entries, rel=1e-5)
+    # Every row the same entry: each group's perplexity is 1, the sum G.
+    single = torch.zeros(len(rows), groups * entries)
+    single[:, [2, entries + 5]] = 1.0
+    quantized = quantizer(single)
+    assert float(quantized.code_perplexity) == pytest.approx(groups, rel=1e-5)
+    # softmax of a 30 against zeros is one-hot to 1e-13, so the soft perplexity is G as well.
+    assert float(quantized.prob_perplexity.detach()) == pytest.approx(groups, rel=1e-6)
 
 
 def test_quantizer_stays_fp32_under_bf16_autocast() -> None:

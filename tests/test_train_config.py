@@ -1,9 +1,13 @@
 """The training config: YAML errors name the file, the line and the key; paths resolve against the YAML."""
 
+import re
 from pathlib import Path
 
 import pytest
 
+from vgssl.cli import build_parser, main
+from vgssl.errors import BadOptionError
+from vgssl.train.command import load_train_config
 from vgssl.train.config import ConfigError, load_config
 
 VALID = """\
@@ -88,6 +92,44 @@ def test_overrides_are_validated_like_the_file(config_dir: Path) -> None:
     assert (config.max_steps, config.run_dir, config.optim.lr) == (99, Path("/tmp/elsewhere"), 0.5)
     with pytest.raises(ConfigError, match="max_steps: Input should be greater than 0"):
         load_config(path, overrides={"max_steps": 0})
+
+
+def test_train_set_overrides_reach_the_config(config_dir: Path) -> None:
+    path = write(config_dir, VALID)
+    argv = ["train", str(path), "--set", "optim.lr=1e-3", "--set", "model.dim=48", "--set", "seed=7"]
+    args = build_parser().parse_args([*argv, "--set", "logging.tensorboard=false", "--max-steps", "5"])
+    config = load_train_config(args)
+    assert (config.optim.lr, config.model.dim, config.seed, config.max_steps) == (1e-3, 48, 7, 5)
+    assert config.logging.tensorboard is False
+    assert config.run_dir == config_dir / "runs" / "a"  # untouched keys keep the file's values
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    train_help = commands["train"].format_help()
+    assert "--set KEY=VALUE" in train_help and "(VGS+)" in train_help
+    both = build_parser().parse_args(["train", str(path), "--set", "max_steps=3", "--max-steps", "4"])
+    with pytest.raises(BadOptionError, match=re.escape("--set max_steps=... and --max-steps both set")):
+        load_train_config(both)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optim.lrr=1e-3", ": optim.lrr: Extra inputs are not permitted"),
+        ("model.dim=wide", ":4: model.dim: Input should be a valid integer"),
+        ("max_steps.every=3", "override max_steps.every: max_steps is not a section of keys"),
+    ],
+)
+def test_train_set_with_a_bad_key_is_the_config_error_naming_it(
+    config_dir: Path, override: str, expected: str, capsys: pytest.CaptureFixture
+) -> None:
+    path = write(config_dir, VALID)
+    args = build_parser().parse_args(["train", str(path), "--set", override])
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_train_config(args)
+    assert main(["train", str(path), "--set", override]) == 2  # a one-line error, before any training
+    assert expected in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", str(path), "--set", "optim.lr"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_clips_too_short_to_mask_are_refused(config_dir: Path) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vgssl.corpus.audio import BadAudioError, write_wav
-from vgssl.corpus.manifest import ManifestEntry, write_manifest
+from vgssl.audio.io import BadAudioError, write_wav
+from vgssl.data.manifest import ManifestEntry, write_manifest
 from vgssl.train.config import ManifestSource
 from vgssl.train.data import (
     AudioDataset,

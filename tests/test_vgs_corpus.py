@@ -10,19 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
+from vgssl.audio.io import write_wav
 from vgssl.corpus import check_images_command
-from vgssl.corpus.audio import write_wav
-from vgssl.corpus.spokencoco import (
+from vgssl.data.captions import CaptionSetError, MissingCaptionFileError, read_caption_set
+from vgssl.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CaptionSetError,
     FeatureShapeError,
     ImageFeatureStore,
-    MissingCaptionFileError,
     MissingFeaturesError,
     PixelImages,
     check_features,
-    read_caption_set,
 )
 
 
@@ -127,7 +125,7 @@ def test_images_of_another_size_are_resized_and_that_is_logged_once(
     Image.new("RGB", (60, 40), (255, 0, 0)).save(tmp_path / "images" / "img-0.png")  # not even square
     caption_set = read_caption_set(path)
     images = PixelImages(32)
-    with caplog.at_level(logging.INFO, logger="vgssl.corpus.spokencoco"):
+    with caplog.at_level(logging.INFO, logger="vgssl.data.images"):
         pixels = [images.load(image) for image in caption_set.images]
     assert all(array.shape == (3, 32, 32) and array.dtype == np.float32 for array in pixels)
     resized = [record for record in caplog.records if "resized to 32 x 32" in record.getMessage()]
@@ -136,7 +134,7 @@ def test_images_of_another_size_are_resized_and_that_is_logged_once(
     expected = (np.array([0.0, 1.0, 0.0], dtype=np.float32) - IMAGENET_MEAN) / IMAGENET_STD
     assert np.allclose(pixels[1][:, 5, 7], expected, atol=1e-5)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="vgssl.corpus.spokencoco"):
+    with caplog.at_level(logging.INFO, logger="vgssl.data.images"):
         PixelImages(48).load(caption_set.images[1])
     assert not caplog.records  # the right size: nothing to say
 

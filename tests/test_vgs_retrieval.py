@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 
 from vgssl.atomic import atomic_torch_save
+from vgssl.audio.io import read_audio, write_wav
 from vgssl.cli import main
-from vgssl.corpus.audio import write_wav
-from vgssl.evaluate.retrieval import RetrievalEmbeddings, chance_recall, recall_at, retrieval_scores
+from vgssl.data.images import PixelImages
 from vgssl.model.config import ModelConfig
 from vgssl.model.pretrained import CHECKPOINT_FORMAT
+from vgssl.model.retrieval import RetrievalEmbeddings, chance_recall, recall_at, retrieval_scores
 from vgssl.model.vgs import GroundingConfig, VgsModel
 from vgssl.model.wav2vec2 import Wav2Vec2
 
@@ -96,6 +98,52 @@ def write_caption_set(root: Path) -> Path:
     return path
 
 
+def brute_force_recalls(
+    model: VgsModel, captions: Path, *, language: str, ks: tuple[int, ...]
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Recall@k in % both ways for one language's captions, from scratch: each wav and image embedded alone,
+    every rank counted with a loop (a competitor scoring at least as much ranks first); and the smallest gap
+    between a right answer's score and any competitor's."""
+    root = captions.parent
+    model.eval()
+    entries = json.loads(captions.read_text(encoding="utf-8"))["data"]
+    pairs = [(entry, c) for entry in entries for c in entry["captions"] if c["lang"] == language]
+    gallery = sorted({entry["image_id"] for entry, _ in pairs})
+    pixels = PixelImages(model.grounding_config.image_size)
+    with torch.no_grad():
+        image_vectors = {
+            entry["image_id"]: model.embed_images(torch.from_numpy(pixels.read(root / entry["image"]))[None])
+            for entry in entries
+            if entry["image_id"] in gallery
+        }
+        audio_vectors = [
+            model.embed_audio(torch.from_numpy(read_audio(root / c["wav"], sample_rate=16_000))[None])[0]
+            for _, c in pairs
+        ]
+    score = {
+        (row, image_id): float(audio_vectors[row] @ image_vectors[image_id][0])
+        for row in range(len(pairs))
+        for image_id in gallery
+    }
+    speech_ranks, image_ranks, gaps = [], [], []
+    for row, (entry, _) in enumerate(pairs):
+        own = score[row, entry["image_id"]]
+        others = [score[row, image_id] for image_id in gallery if image_id != entry["image_id"]]
+        speech_ranks.append(sum(other >= own for other in others))
+        gaps += [abs(own - other) for other in others]
+    for image_id in gallery:
+        own_rows = [row for row, (entry, _) in enumerate(pairs) if entry["image_id"] == image_id]
+        best = max(score[row, image_id] for row in own_rows)
+        others = [score[row, image_id] for row in range(len(pairs)) if row not in own_rows]
+        image_ranks.append(sum(other >= best for other in others))
+        gaps += [abs(best - other) for other in others]
+
+    def recall(ranks: list[int]) -> dict[str, float]:
+        return {f"R@{k}": 100.0 * sum(rank < k for rank in ranks) / len(ranks) for k in ks}
+
+    return {"speech_to_image": recall(speech_ranks), "image_to_speech": recall(image_ranks)}, min(gaps)
+
+
 def test_the_retrieval_command_writes_recalls_and_chance_per_language(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -111,8 +159,11 @@ def test_the_retrieval_command_writes_recalls_and_chance_per_language(
     english = result["languages"]["en"]
     assert (english["captions"], english["images"]) == (3, 3)
     assert english["chance"]["speech_to_image"]["R@1"] == pytest.approx(100 / 3)
-    assert english["speech_to_image"]["R@10"] == 100.0  # three images: all of them are in any top 10
-    assert 0.0 <= english["image_to_speech"]["R@1"] <= 100.0
+    # The same numbers, computed here one caption at a time (no batching, no padding) and ranked by hand.
+    expected, margin = brute_force_recalls(model, captions, language="en", ks=(1, 5, 10))
+    assert margin > 1e-4  # the seeded model's scores are far from ties, so batching cannot flip a rank
+    for direction, recalls in expected.items():
+        assert english[direction] == pytest.approx(recalls), direction
     assert "chance" in capsys.readouterr().out
 
     assert main(["retrieval", str(tmp_path / "vgs.pt"), str(captions), "--out", str(out)]) == 2
@@ -120,6 +171,54 @@ def test_the_retrieval_command_writes_recalls_and_chance_per_language(
     languages = ["--languages", "fr", "--overwrite"]
     assert main(["retrieval", str(tmp_path / "vgs.pt"), str(captions), "--out", str(out), *languages]) == 0
     assert set(json.loads(out.read_text(encoding="utf-8"))["languages"]) == {"fr"}
+
+
+def test_the_retrieval_command_scores_planted_embeddings_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known answers through the whole command: each caption's and image's embedding is planted (a one-hot
+    chosen by the test), so a caption sent to the wrong row, a wrong gallery or a tie counted for the query
+    changes the numbers. English caption i points at image i; French captions 0 and 1 point at each other's
+    image and caption 2 at its own."""
+    captions = write_caption_set(tmp_path)
+    features = tmp_path / "features"
+    features.mkdir()
+    for index in range(3):
+        np.save(features / f"{index}.npy", np.full(8, index, dtype=np.float32))
+    grounding = GroundingConfig(joint_dim=16, image_input="features", feature_dim=8, pool_heads=2)
+    model = VgsModel(ModelConfig(**TINY), grounding)
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, **model.checkpoint_entries()}, tmp_path / "feat.pt")
+
+    points_at = {"en-0": 0, "en-1": 1, "en-2": 2, "fr-0": 1, "fr-1": 0, "fr-2": 2}
+    # Captions are told apart by their number of samples (all different in the caption set).
+    by_length = {read_audio(tmp_path / f"audio/{u}.wav", sample_rate=16_000).size: u for u in points_at}
+    assert len(by_length) == len(points_at)
+
+    def planted_audio(self: VgsModel, wav: torch.Tensor, padding_mask: torch.Tensor | None = None) -> Tensor:
+        lengths = (~padding_mask).sum(1).tolist() if padding_mask is not None else [wav.shape[1]] * len(wav)
+        targets = torch.tensor([points_at[by_length[length]] for length in lengths])
+        return torch.nn.functional.one_hot(targets, 16).float()
+
+    def planted_images(self: VgsModel, images: Tensor) -> Tensor:
+        return torch.nn.functional.one_hot(images[:, 0].round().long(), 16).float()  # feature value = index
+
+    monkeypatch.setattr(VgsModel, "embed_audio", planted_audio)
+    monkeypatch.setattr(VgsModel, "embed_images", planted_images)
+    out = tmp_path / "R.json"
+    argv = [str(tmp_path / "feat.pt"), str(captions), "--out", str(out), "--image-features", str(features)]
+    assert main(["retrieval", *argv, "--batch-seconds", "2.5"]) == 0  # several length-sorted batches
+    scores = json.loads(out.read_text(encoding="utf-8"))["languages"]
+
+    everything = {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0}
+    assert scores["en"]["speech_to_image"] == everything and scores["en"]["image_to_speech"] == everything
+    # French: caption 2 ranks its image first; captions 0 and 1 rank theirs behind the image they point at
+    # and tied with the third (ties count against the query): rank 3 of 3. Images likewise.
+    one_of_three = {"R@1": pytest.approx(100 / 3), "R@5": 100.0, "R@10": 100.0}
+    assert scores["fr"]["speech_to_image"] == one_of_three and scores["fr"]["image_to_speech"] == one_of_three
+    # Pooled: 4 of 6 captions hit at 1; images 0 and 1 each have a French caption of the other image scoring
+    # as high as their best own caption, so only image 2 hits at 1.
+    assert scores["all"]["speech_to_image"] == {"R@1": pytest.approx(200 / 3), "R@5": 100.0, "R@10": 100.0}
+    assert scores["all"]["image_to_speech"] == one_of_three
 
 
 def test_retrieval_refuses_audio_only_models_and_feature_models_without_features(

@@ -15,18 +15,19 @@ import yaml
 from PIL import Image
 
 from tiny_models import CPU, TINY_GROUNDING, TINY_MODEL
+from vgssl.audio.io import read_audio, write_wav
 from vgssl.cli import main
-from vgssl.corpus.audio import read_audio, write_wav
 from vgssl.corpus.build import build_corpus
-from vgssl.corpus.manifest import ManifestEntry, write_manifest
 from vgssl.corpus.spec import make_spec
-from vgssl.corpus.spokencoco import CaptionedImage, MissingCaptionFileError, PixelImages, read_caption_set
-from vgssl.evaluate.retrieval import embed_caption_set, retrieval_scores
+from vgssl.data.captions import CaptionedImage, MissingCaptionFileError, read_caption_set
+from vgssl.data.images import PixelImages
+from vgssl.data.manifest import ManifestEntry, write_manifest
 from vgssl.model.config import ModelConfig
 from vgssl.model.pretrained import load_model
+from vgssl.model.retrieval import embed_caption_set, retrieval_scores
 from vgssl.model.vgs import GroundingConfig, NotAGroundedCheckpointError, VgsModel, load_vgs_model
 from vgssl.study.training import run_control
-from vgssl.train import loop
+from vgssl.train import loop, run_data
 from vgssl.train.captions import (
     CaptionBatch,
     CaptionDataError,
@@ -382,14 +383,14 @@ def test_the_caption_speech_control_hears_the_vgs_captions_without_images(
 
         return collate
 
-    monkeypatch.setattr(loop, "collate_captions", recording("vgs"))
+    monkeypatch.setattr(run_data, "collate_captions", recording("vgs"))
     assert main(["train", str(grounded)]) == 0
 
     def no_images(*_: object) -> None:
         raise AssertionError("the control read an image")
 
     monkeypatch.setattr(PixelImages, "load", no_images)
-    monkeypatch.setattr(loop, "collate_captions", recording("control"))
+    monkeypatch.setattr(run_data, "collate_captions", recording("control"))
     assert main(["train", str(control)]) == 0
 
     # The same caption utterances, in the same batches, at the same steps.

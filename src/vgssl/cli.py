@@ -3,6 +3,9 @@
 Each subcommand lives in its own module that defines `HELP` (one line), `add_arguments(parser)` and
 `run(args) -> int | None`. Modules import heavy libraries (torch, fastabx) inside `run`, so `vgssl --help`
 stays fast. A `VgsslError` is printed as a one-line message with exit status 2, never as a traceback.
+
+Every entry of `COMMANDS` must import and define all three: a module that is missing or fails to import is a
+`CommandRegistryError` naming the command and the module, never a command that silently disappears.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from vgssl import __version__
 from vgssl.errors import VgsslError
@@ -31,14 +35,30 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available_commands() -> dict[str, object]:
+COMMAND_INTERFACE = ("HELP", "add_arguments", "run")
+
+
+class CommandRegistryError(VgsslError):
+    """A registered command's module is missing, fails to import or lacks HELP/add_arguments/run."""
+
+
+def _command_modules() -> dict[str, ModuleType]:
+    """Every command of `COMMANDS`, imported; any that cannot be is a `CommandRegistryError`."""
     modules = {}
     for name, module_name in COMMANDS.items():
         try:
-            modules[name] = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # a real missing dependency inside the module: surface it
-                raise
+            module = importlib.import_module(module_name)
+        except Exception as error:
+            raise CommandRegistryError(
+                f"command {name!r}: its module {module_name} cannot be imported "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        missing = [attribute for attribute in COMMAND_INTERFACE if not hasattr(module, attribute)]
+        if missing:
+            raise CommandRegistryError(
+                f"command {name!r}: its module {module_name} does not define {', '.join(missing)}"
+            )
+        modules[name] = module
     return modules
 
 
@@ -49,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vgssl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in _available_commands().items():
+    for name, module in _command_modules().items():
         sub = subparsers.add_parser(
             name,
             help=module.HELP,
@@ -62,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except CommandRegistryError as error:
+        print(f"vgssl: error: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         status = args._run(args)
     except VgsslError as error:

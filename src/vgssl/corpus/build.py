@@ -6,7 +6,6 @@ The corpus is built in a hidden sibling directory and renamed onto OUT only when
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -15,29 +14,30 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from vgssl.atomic import atomic_write_json, atomic_write_text
-from vgssl.corpus.audio import SAMPLE_RATE
+from vgssl.atomic import atomic_write_json
+from vgssl.audio.io import SAMPLE_RATE
 from vgssl.corpus.card import CARD_NAME, ItemCounts, make_card
 from vgssl.corpus.difficulty import mfcc_phone_abx
 from vgssl.corpus.images import render_scene
-from vgssl.corpus.items import (
+from vgssl.corpus.items import language_items, phone_items
+from vgssl.corpus.plan import SPLITS, CorpusPlan, UtteranceJob, plan_corpus
+from vgssl.corpus.spec import CorpusSpec
+from vgssl.corpus.utterance import RenderSettings, UtteranceRecord, render_utterance
+from vgssl.data.alignments import write_alignments
+from vgssl.data.items import (
     LANGUAGE_HEADER,
     LANGUAGE_ITEM_FILE,
     PHONE_FLAVOURS,
     PHONE_HEADER,
     PHONE_ITEM_SPLITS,
-    language_items,
     phone_item_file,
-    phone_items,
     write_item_file,
 )
-from vgssl.corpus.manifest import ManifestEntry, write_manifest
-from vgssl.corpus.plan import SPLITS, CorpusPlan, UtteranceJob, plan_corpus
-from vgssl.corpus.spec import CorpusSpec
-from vgssl.corpus.utterance import RenderSettings, UtteranceRecord, render_utterance
+from vgssl.data.manifest import ManifestEntry, write_manifest
 from vgssl.errors import OutputExistsError
 
 
@@ -87,7 +87,7 @@ def _write_manifests(records: list[UtteranceRecord], root: Path) -> None:
 
 
 def _write_alignments(records: list[UtteranceRecord], root: Path) -> None:
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         job = record.job
         line = {
@@ -103,11 +103,9 @@ def _write_alignments(records: list[UtteranceRecord], root: Path) -> None:
         }
         if record.applied:
             line["acoustics"] = record.applied
-        groups.setdefault(f"{job.language}_{job.split}.jsonl", []).append(
-            json.dumps(line, ensure_ascii=False)
-        )
+        groups.setdefault(f"{job.language}_{job.split}.jsonl", []).append(line)
     for name, lines in groups.items():
-        atomic_write_text(root / "alignments" / name, "\n".join(lines) + "\n")
+        write_alignments(root / "alignments" / name, lines)
 
 
 def _write_captions(plan: CorpusPlan, records: list[UtteranceRecord], root: Path) -> None:

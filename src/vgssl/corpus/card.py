@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vgssl import __version__
-from vgssl.corpus.items import FRAME_RATE
+from vgssl.audio.frames import FRAME_RATE
 from vgssl.errors import VgsslError
 
 if TYPE_CHECKING:
-    from vgssl.corpus.build import UtteranceRecord
     from vgssl.corpus.plan import CorpusPlan
+    from vgssl.corpus.utterance import UtteranceRecord
 
 CARD_NAME = "corpus.json"
 CARD_FORMAT = "vgssl-corpus-v1"

@@ -12,7 +12,7 @@ Read CAPTIONS.json (SpokenCOCO style) and report what training or retrieval woul
 is missing, images whose file is missing or unreadable, and the image sizes (images of another size than
 --image-size are resized when read). With --image-features DIR, check the precomputed features instead: one
 feature array per image, all of one shape, of dimension --dim when given (layouts: see
-vgssl.corpus.spokencoco). Exit status 0 when everything is usable, 1 when something is missing."""
+vgssl.data.images). Exit status 0 when everything is usable, 1 when something is missing."""
 
 
 def _languages(text: str) -> list[str]:
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vgssl.corpus.spokencoco import ImageFeatureStore, check_features, read_caption_set
+    from vgssl.data.captions import read_caption_set
+    from vgssl.data.images import ImageFeatureStore, check_features
 
     caption_set = read_caption_set(
         args.captions,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from vgssl.corpus.audio import read_audio
-from vgssl.corpus.manifest import read_manifest
+from vgssl.audio.features import mfcc
+from vgssl.audio.io import read_audio
+from vgssl.data.manifest import read_manifest
 
 CONDITIONS = {"within_speaker": "within", "across_speaker": "across"}
 
@@ -22,8 +23,6 @@ CONDITIONS = {"within_speaker": "within", "across_speaker": "across"}
 def mfcc_phone_abx(corpus: str | os.PathLike[str], languages: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Triphone-item phone ABX error (%) of normalised MFCC-39, within context, per language and speaker."""
     from fastabx import zerospeech_abx
-
-    from vgssl.evaluate.features import mfcc
 
     corpus = Path(corpus)
     results: dict[str, dict[str, float]] = {}

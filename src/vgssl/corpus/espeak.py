@@ -27,13 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgssl.corpus.alignment import (
-    Alignment,
-    PhoneEvent,
-    WordEvent,
-    align_events,
-    strip_stress,
-)
+from vgssl.corpus.alignment import PhoneEvent, WordEvent, align_events, strip_stress
+from vgssl.data.alignments import Alignment
 from vgssl.errors import VgsslError
 
 ESPEAK_SAMPLE_RATE = 22_050

@@ -48,7 +48,7 @@ from vgssl.corpus.scenes import (
     SceneDescription,
     SceneError,
 )
-from vgssl.corpus.spokencoco import IMAGENET_MEAN, IMAGENET_STD
+from vgssl.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 SLOTS = 3
 MAX_COUNT = 3

@@ -1,10 +1,12 @@
-"""ZeroSpeech-style item files for phone ABX and language ABX, made from exact alignments.
+"""The items of phone ABX and language ABX item files, made from exact alignments.
 
-Frame convention (shared with every feature extractor in vgssl): frames at 50 Hz, frame i centred at
-`0.01 + 0.02 i` s, and an utterance of N samples at 16 kHz has `floor((N - 400) / 320) + 1` frames. fastabx
-keeps frame i for an item when onset <= centre <= offset. An item is written only when it holds at least
-`min_frames` frame centres and every frame centre inside it exists in its file, so no item is empty or
-reaches past the features.
+The item file format (headers, names, writing, reading) is `vgssl.data.items`.
+
+Frame convention (vgssl.audio.frames, shared with every feature extractor in vgssl): frames at 50 Hz, frame i
+centred at `0.01 + 0.02 i` s, and an utterance of N samples at 16 kHz has `floor((N - 400) / 320) + 1`
+frames. fastabx keeps frame i for an item when onset <= centre <= offset. An item is written only when it
+holds at least `min_frames` frame centres and every frame centre inside it exists in its file, so no item is
+empty or reaches past the features.
 Silences are never central phones nor context phones; zero-length phones never reach this module (the
 alignment step drops them). A silence shorter than `BRIEF_PAUSE` (espeak leaves 8-15 ms gaps before many
 word-initial fricatives) is transparent: the phones on either side are each other's context.
@@ -13,32 +15,14 @@ word-initial fricatives) is transparent: the phones on either side are each othe
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from vgssl.atomic import atomic_write_text
+from vgssl.audio.frames import FRAME_RATE, frame_count
+from vgssl.data.items import PHONE_FLAVOURS
 
-FRAME_RATE = 50
-FRAME_SHIFT = 1.0 / FRAME_RATE
-WINDOW_SAMPLES = 400
-HOP_SAMPLES = 320
 SILENCE = "SIL"
 BRIEF_PAUSE = 0.02
-
-PHONE_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
-LANGUAGE_HEADER = "#file onset offset #language speaker length"
-# Splits with phone item files: test for the reported numbers, valid for choosing layers (never on test).
-PHONE_ITEM_SPLITS = ("valid", "test")
-PHONE_FLAVOURS = ("phoneme", "triphone")
-LANGUAGE_ITEM_FILE = "test_language.item"
-
-
-def phone_item_file(language: str, split: str, flavour: str) -> str:
-    """The name of a phone item file in a corpus's `items/` directory, e.g. `en_valid_triphone.item`."""
-    if flavour not in PHONE_FLAVOURS:
-        raise ValueError(f"flavour must be one of {PHONE_FLAVOURS}, not {flavour!r}")
-    return f"{language}_{split}_{flavour}.item"
 
 
 @dataclass(frozen=True)
@@ -50,12 +34,6 @@ class AlignedUtterance:
     sample_rate: int
     phones: Sequence[tuple[float, float, str]]
     words: Sequence[tuple[float, float, str]]
-
-
-def frame_count(num_samples: int, sample_rate: int = 16_000) -> int:
-    """Frames of a 25 ms / 20 ms analysis over the file, as the conv front-end without padding yields."""
-    samples_16k = round(num_samples * 16_000 / sample_rate)
-    return max(0, (samples_16k - WINDOW_SAMPLES) // HOP_SAMPLES + 1)
 
 
 def frames_inside(onset: float, offset: float, num_frames: int) -> int:
@@ -132,14 +110,3 @@ def language_items(
             else:
                 start += 1
     return rows
-
-
-def write_item_file(path: str | os.PathLike[str], header: str, rows: Iterable[Sequence[str]]) -> int:
-    """Write an item file atomically; returns the number of items."""
-    lines = [header]
-    for row in rows:
-        if any(not field or any(ch.isspace() for ch in field) for field in row):
-            raise ValueError(f"item field is empty or holds whitespace in row {row!r}")
-        lines.append(" ".join(row))
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return len(lines) - 1

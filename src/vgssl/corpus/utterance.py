@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vgssl.audio.io import SAMPLE_RATE, write_wav
 from vgssl.corpus.acoustics import (
     AcousticsConfig,
     apply_acoustics,
@@ -21,13 +22,12 @@ from vgssl.corpus.acoustics import (
     insert_pauses,
 )
 from vgssl.corpus.acoustics.timbre import SpeakerTimbre
-from vgssl.corpus.alignment import Alignment, Segment
-from vgssl.corpus.audio import SAMPLE_RATE, write_wav
 from vgssl.corpus.espeak import synthesize
 from vgssl.corpus.grammar.registry import get_grammar
 from vgssl.corpus.items import AlignedUtterance
 from vgssl.corpus.plan import UtteranceJob, stream
 from vgssl.corpus.speakers import Speaker
+from vgssl.data.alignments import Alignment, Segment
 
 BABBLE_SENTENCES_PER_LANGUAGE = 8
 

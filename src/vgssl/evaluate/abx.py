@@ -35,10 +35,11 @@ from fastabx import Dataset, Score, Subsampler, Task
 from tqdm import tqdm
 
 from vgssl import __version__
+from vgssl.audio.frames import FRAME_RATE
+from vgssl.data.items import PHONE_COLUMNS, ItemFileError, item_labels, read_item_file
 from vgssl.errors import BadOptionError, VgsslError
 from vgssl.evaluate.features import read_features_card
 from vgssl.evaluate.results import (
-    FRAME_RATE,
     AbxResult,
     CellScores,
     ConditionScore,
@@ -49,7 +50,6 @@ from vgssl.evaluate.results import (
     SpeakerMode,
 )
 
-PHONE_COLUMNS = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 # (by, across) for each (speaker, context), as ZeroSpeech 2021 and fastabx.zerospeech_abx define them.
 ZEROSPEECH_CONDITIONS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("within", "within"): (["prev-phone", "next-phone", "speaker"], []),
@@ -61,10 +61,6 @@ _FRAME_RATE = Decimal(FRAME_RATE)
 _HALF = Decimal("0.5")
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
 _SHOWN = 5
-
-
-class ItemFileError(VgsslError):
-    """An item file is missing, has the wrong columns, or holds items that cover no frame."""
 
 
 class MissingFeaturesError(VgsslError):
@@ -110,42 +106,24 @@ def item_frame_span(onset: str, offset: str) -> tuple[int, int]:
 
 def read_item_needs(item_file: Path, *, columns: Sequence[str]) -> dict[str, FrameNeed]:
     """Check an item file's header and items; return, per file key, the frames its items need."""
-    if not item_file.is_file():
-        raise ItemFileError(f"item file {item_file} does not exist")
-    if item_file.suffix != ".item":
-        raise ItemFileError(f"{item_file}: item files must be space-separated and end in .item")
-    with item_file.open(encoding="utf-8") as handle:
-        header = handle.readline().split()
-        missing = [column for column in columns if column not in header]
-        if missing:
+    items = read_item_file(item_file, columns=columns)
+    file_at, onset_at, offset_at = (items.header.index(name) for name in ("#file", "onset", "offset"))
+    needs: dict[str, FrameNeed] = {}
+    empty: list[str] = []
+    for number, fields in items.rows():
+        key, onset, offset = fields[file_at], fields[onset_at], fields[offset_at]
+        try:
+            start, end = item_frame_span(onset, offset)
+        except ArithmeticError:
             raise ItemFileError(
-                f"{item_file}:1: header lacks column(s) {missing}; "
-                f"expected {' '.join(columns)}, found {' '.join(header)}"
-            )
-        file_at, onset_at, offset_at = (header.index(name) for name in ("#file", "onset", "offset"))
-        needs: dict[str, FrameNeed] = {}
-        empty: list[str] = []
-        for number, line in enumerate(handle, start=2):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise ItemFileError(
-                    f"{item_file}:{number}: {len(fields)} fields, the header has {len(header)}"
-                )
-            key, onset, offset = fields[file_at], fields[onset_at], fields[offset_at]
-            try:
-                start, end = item_frame_span(onset, offset)
-            except ArithmeticError:
-                raise ItemFileError(
-                    f"{item_file}:{number}: onset/offset {onset!r} {offset!r} are not numbers"
-                ) from None
-            if start < 0:
-                raise ItemFileError(f"{item_file}:{number}: negative onset {onset}")
-            if end <= start:
-                empty.append(f"line {number} ({key} {onset}-{offset})")
-            if key not in needs or end > needs[key].frames:
-                needs[key] = FrameNeed(end, offset)
+                f"{item_file}:{number}: onset/offset {onset!r} {offset!r} are not numbers"
+            ) from None
+        if start < 0:
+            raise ItemFileError(f"{item_file}:{number}: negative onset {onset}")
+        if end <= start:
+            empty.append(f"line {number} ({key} {onset}-{offset})")
+        if key not in needs or end > needs[key].frames:
+            needs[key] = FrameNeed(end, offset)
     if empty:
         raise ItemFileError(
             f"{item_file}: {len(empty)} item(s) cover no 50 Hz frame (shorter than 20 ms around no frame "
@@ -274,12 +252,6 @@ def infer_language(item_file: Path) -> str | None:
     if _LANGUAGE_CODE.fullmatch(item_file.parent.name):
         return item_file.parent.name
     return None
-
-
-def item_labels(item_file: Path, column: str) -> list[str]:
-    with item_file.open(encoding="utf-8") as handle:
-        at = handle.readline().split().index(column)
-        return sorted({fields[at] for fields in map(str.split, handle) if fields})
 
 
 def run_phone_abx(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from vgssl.errors import BadOptionError, OutputExistsError, VgsslError
 
 if TYPE_CHECKING:
-    from vgssl.evaluate.features import Utterance
+    from vgssl.audio.lengths import Utterance
 
 HELP = "extract layer-wise features (50 Hz) from a model or an MFCC/fbank baseline"
 DESCRIPTION = """\
@@ -56,25 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_source(source: Path, *, audio_root: Path | None) -> list[Utterance]:
     """The utterances of a manifest, or of the files an item file names (each once)."""
-    from vgssl.corpus.manifest import read_manifest
+    from vgssl.data.items import is_item_file, item_keys
+    from vgssl.data.manifest import read_manifest
     from vgssl.evaluate.features import SAMPLE_RATE, Utterance
 
     if not source.is_file():
         raise BadOptionError(
             f"SOURCE {source} does not exist; give a manifest (.tsv) or an item file (.item)"
         )
-    with source.open(encoding="utf-8") as handle:
-        first_line = handle.readline()
-    if not first_line.startswith("#file"):
+    if not is_item_file(source):
         manifest = read_manifest(source)
         return [Utterance(e.key, manifest.audio_path(e), e.num_samples) for e in manifest.entries]
 
     import soundfile
 
     root = audio_root or source.resolve().parent.parent / "audio"
-    keys = sorted(
-        {line.split(" ", 1)[0] for line in source.read_text(encoding="utf-8").splitlines()[1:] if line}
-    )
+    keys = sorted(item_keys(source))
     utterances, missing = [], []
     for key in keys:
         path = next(

@@ -1,15 +1,19 @@
 """Layer-wise features at 50 Hz from vgssl checkpoints, transformers wav2vec2/HuBERT dirs, or baselines.
 
-Frame convention, shared by every kind of model so that ABX item slicing is identical: an utterance of N
-samples at 16 kHz has floor((N − 400) / 320) + 1 frames (the wav2vec2 waveform CNN without padding); frame i
-sees samples [320·i, 320·i + 400) and, for ABX, stands at time 0.01 + 0.02·i s (fastabx's Δt/2 + i·Δt).
+Every kind of model follows vgssl's frame convention (vgssl.audio.frames), so that ABX item slicing is
+identical: floor((N − 400) / 320) + 1 frames for N samples at 16 kHz, frame i at 0.01 + 0.02·i s.
 
-Baselines use exactly those windows (25 ms, hop 20 ms):
-* `fbank`: 80 log-mel energies (Hann window, 512-point FFT, 20–8000 Hz, Kaldi-style triangles on the mel
-  axis, natural log floored at 1e-10).
-* `mfcc`: pre-emphasis 0.97, Hamming window, 40 log-mel energies, orthonormal DCT-II, 13 coefficients
-  (c0 included), plus Δ and ΔΔ (HTK regression over ±2 frames) = 39 dimensions, then per-utterance
-  mean/variance normalisation. `mfcc-raw` is the same without the normalisation.
+Baselines, computed by vgssl.audio.features:
+* `fbank`: exactly the input of the model's default fbank front-end (`fbank_features`), i.e. what its Linear
+  reads: 80 log-mel bins (HTK filters 20–8000 Hz, 25 ms Hann windows every 10 ms, log(energy + 1e-6)), two
+  10 ms windows stacked per 20 ms frame (frame i centred at 0.01 + 0.02·i s) = 160 dimensions, each bin
+  mean/variance normalised over the utterance. Until the audio core was unified it was 80 Kaldi-style
+  log-mel energies (floor 1e-10) of the frame's own 25 ms window, unnormalised: a different feature, so its
+  `describe()` (kept in features.json) changed and old fbank feature directories are not mixed with new ones.
+* `mfcc`: pre-emphasis 0.97, Hamming window on the frame's samples [320·i, 320·i + 400), 40 log-mel energies,
+  orthonormal DCT-II, 13 coefficients (c0 included), plus Δ and ΔΔ (HTK regression over ±2 frames) = 39
+  dimensions, then per-utterance mean/variance normalisation. `mfcc-raw` is the same without the
+  normalisation.
 
 Extraction is in eval mode under `torch.inference_mode()`, batched by length, and writes one float32 `(T, D)`
 tensor per utterance and layer to `OUT/<layer>/<key>.pt`. Layer 0 is the input to the first transformer
@@ -24,11 +28,12 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from vgssl.corpus.audio import SAMPLE_RATE, read_audio
+from vgssl.audio.frames import FRAME_COUNT_RULE, FRAME_RATE, HOP_SAMPLES, SAMPLE_RATE
+from vgssl.audio.io import read_audio
+from vgssl.audio.lengths import Utterance, length_batches
 from vgssl.errors import BadOptionError, VgsslError
 
 if TYPE_CHECKING:
@@ -37,18 +42,15 @@ if TYPE_CHECKING:
 BaselineName = Literal["mfcc", "mfcc-raw", "fbank"]
 BASELINES: tuple[str, ...] = get_args(BaselineName)
 FEATURES_FORMAT = "vgssl-features-v1"
-WINDOW_SAMPLES = 400
-HOP_SAMPLES = 320
-FRAME_COUNT = "floor((N - 400) / 320) + 1 frames for N samples at 16 kHz"
-FFT_SIZE = 512
-MEL_LOW_HZ = 20.0
-MEL_HIGH_HZ = 8000.0
-LOG_FLOOR = 1e-10
-MFCC_MELS = 40
-MFCC_COEFFICIENTS = 13
-FBANK_MELS = 80
-PRE_EMPHASIS = 0.97
-DELTA_WIDTH = 2
+BASELINE_DETAILS: dict[str, str] = {
+    "mfcc": "13 MFCC + Δ + ΔΔ (39), per-utterance mean/variance normalised",
+    "mfcc-raw": "13 MFCC + Δ + ΔΔ (39), not normalised",
+    "fbank": (
+        "the model's fbank front-end input (160): 2 × 80 log-mel (HTK, 25 ms Hann, 10 ms hop, log(x + 1e-6)) "
+        "per 20 ms frame, per-utterance mean/variance normalised per bin; before vgssl's one audio core it "
+        "was 80 Kaldi log-mel energies (25 ms Hann, hop 20 ms, floor 1e-10), not normalised"
+    ),
+}
 
 
 class UnsupportedModelError(VgsslError):
@@ -57,109 +59,6 @@ class UnsupportedModelError(VgsslError):
 
 class FrameRateError(VgsslError):
     """A model's frames are not at 50 Hz, the rate every vgssl ABX evaluation assumes."""
-
-
-def frame_count(num_samples: int) -> int:
-    """Frames of an utterance of `num_samples` samples (0 when shorter than one 25 ms window)."""
-    return max(0, (num_samples - WINDOW_SAMPLES) // HOP_SAMPLES + 1)
-
-
-# --- baselines ------------------------------------------------------------------------------------------
-
-
-def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return 1127.0 * torch.log1p(hz / 700.0)
-
-
-@cache
-def mel_filterbank(num_mels: int) -> torch.Tensor:
-    """(FFT_SIZE // 2 + 1, num_mels) triangular weights, triangles drawn on the mel axis (as Kaldi does)."""
-    import torch
-
-    bin_mels = _hz_to_mel(torch.linspace(0, SAMPLE_RATE / 2, FFT_SIZE // 2 + 1, dtype=torch.float64))
-    edges = torch.linspace(
-        float(_hz_to_mel(torch.tensor(MEL_LOW_HZ))),
-        float(_hz_to_mel(torch.tensor(MEL_HIGH_HZ))),
-        num_mels + 2,
-    ).double()
-    left, centre, right = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bin_mels[:, None] - left) / (centre - left)
-    falling = (right - bin_mels[:, None]) / (right - centre)
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
-
-
-def _frames(wav: torch.Tensor) -> torch.Tensor:
-    """(T, 400) frames of a 1-D waveform; T follows `frame_count`."""
-    if wav.numel() < WINDOW_SAMPLES:
-        return wav.new_zeros((0, WINDOW_SAMPLES))
-    return wav.unfold(0, WINDOW_SAMPLES, HOP_SAMPLES)
-
-
-def log_mel(
-    wav: torch.Tensor, *, num_mels: int, window: Literal["hann", "hamming"], pre_emphasis: float
-) -> torch.Tensor:
-    """(T, num_mels) natural-log mel energies of a 1-D float waveform at 16 kHz."""
-    import torch
-
-    if pre_emphasis:
-        wav = torch.cat([wav[:1], wav[1:] - pre_emphasis * wav[:-1]])
-    frames = _frames(wav)
-    if frames.shape[0] == 0:  # MKL's FFT refuses an empty batch
-        return wav.new_zeros((0, num_mels))
-    taper = (torch.hann_window if window == "hann" else torch.hamming_window)(
-        WINDOW_SAMPLES, periodic=False, dtype=wav.dtype, device=wav.device
-    )
-    power = torch.fft.rfft(frames * taper, n=FFT_SIZE).abs().square()
-    energies = power @ mel_filterbank(num_mels).to(wav.device, wav.dtype)
-    return torch.log(torch.clamp(energies, min=LOG_FLOOR))
-
-
-@cache
-def _dct_matrix(num_inputs: int, num_outputs: int) -> torch.Tensor:
-    """(num_inputs, num_outputs) orthonormal DCT-II basis."""
-    import torch
-
-    n = torch.arange(num_inputs, dtype=torch.float64)
-    k = torch.arange(num_outputs, dtype=torch.float64)
-    basis = torch.cos(math.pi / num_inputs * (n[:, None] + 0.5) * k[None, :]) * math.sqrt(2.0 / num_inputs)
-    basis[:, 0] /= math.sqrt(2.0)
-    return basis.float()
-
-
-def deltas(features: torch.Tensor, *, width: int = DELTA_WIDTH) -> torch.Tensor:
-    """HTK regression deltas over ±`width` frames along time, edges replicated: (T, D) -> (T, D)."""
-    import torch
-
-    if features.shape[0] == 0:
-        return features.clone()
-    padded = torch.cat([features[:1].expand(width, -1), features, features[-1:].expand(width, -1)])
-    length = features.shape[0]
-    total = sum(
-        n * (padded[width + n : width + n + length] - padded[width - n : width - n + length])
-        for n in range(1, width + 1)
-    )
-    return total / (2 * sum(n * n for n in range(1, width + 1)))
-
-
-def mfcc(wav: torch.Tensor, *, normalize: bool) -> torch.Tensor:
-    """(T, 39) MFCC + Δ + ΔΔ of a 1-D waveform, optionally mean/variance normalised over the utterance."""
-    import torch
-
-    log_energies = log_mel(wav, num_mels=MFCC_MELS, window="hamming", pre_emphasis=PRE_EMPHASIS)
-    cepstra = log_energies @ _dct_matrix(MFCC_MELS, MFCC_COEFFICIENTS).to(wav.device, wav.dtype)
-    first = deltas(cepstra)
-    features = torch.cat([cepstra, first, deltas(first)], dim=1)
-    if normalize and features.shape[0] > 0:
-        std = features.std(dim=0, unbiased=False, keepdim=True).clamp(min=1e-5)
-        features = (features - features.mean(dim=0, keepdim=True)) / std
-    return features
-
-
-def fbank(wav: torch.Tensor) -> torch.Tensor:
-    """(T, 80) log-mel filterbank energies of a 1-D waveform."""
-    return log_mel(wav, num_mels=FBANK_MELS, window="hann", pre_emphasis=0.0)
 
 
 # --- models ---------------------------------------------------------------------------------------------
@@ -200,12 +99,8 @@ class BaselineModel(FeatureModel):
         self.name = name
 
     def describe(self) -> dict[str, Any]:
-        details = {
-            "mfcc": "13 MFCC + Δ + ΔΔ (39), per-utterance mean/variance normalised",
-            "mfcc-raw": "13 MFCC + Δ + ΔΔ (39), not normalised",
-            "fbank": "80 log-mel energies",
-        }
-        return {"kind": "baseline", "name": self.name, "source": self.name, "details": details[self.name]}
+        details = BASELINE_DETAILS[self.name]
+        return {"kind": "baseline", "name": self.name, "source": self.name, "details": details}
 
     def encode(
         self, wav: torch.Tensor, padding_mask: torch.Tensor
@@ -231,8 +126,10 @@ class BaselineModel(FeatureModel):
         return [batch], frames
 
     def _one(self, wav: torch.Tensor) -> torch.Tensor:
+        from vgssl.audio.features import fbank_features, mfcc
+
         if self.name == "fbank":
-            return fbank(wav)
+            return fbank_features(wav[None])[0]
         return mfcc(wav, normalize=self.name == "mfcc")
 
     def to(self, device: torch.device) -> BaselineModel:
@@ -245,7 +142,7 @@ class VgsslModel(FeatureModel):
 
         self.source = path
         self.model = load_model(path).eval()
-        if self.model.frame_rate != 50:
+        if self.model.frame_rate != FRAME_RATE:
             raise FrameRateError(
                 f"vgssl model {path} runs at {self.model.frame_rate} Hz; ABX here assumes 50 Hz"
             )
@@ -407,13 +304,6 @@ def parse_layers(text: str, available: Sequence[int]) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Utterance:
-    key: str  # relative path without extension: the feature file's name and the item file's #file
-    path: Path
-    num_samples: int  # at 16 kHz; used to batch by length
-
-
-@dataclass(frozen=True)
 class ExtractionReport:
     written: int
     skipped: int
@@ -422,22 +312,6 @@ class ExtractionReport:
 
 def feature_path(out_dir: Path, layer: int, key: str) -> Path:
     return out_dir / str(layer) / f"{key}.pt"
-
-
-def length_batches(
-    utterances: Sequence[Utterance], *, batch_seconds: float, batchable: bool
-) -> list[list[Utterance]]:
-    """Longest first; a batch's padded size (rows × longest) stays within `batch_seconds` of audio."""
-    ordered = sorted(utterances, key=lambda u: (-u.num_samples, u.key))
-    budget = batch_seconds * SAMPLE_RATE
-    batches: list[list[Utterance]] = []
-    for utterance in ordered:
-        current = batches[-1] if batches else None
-        if batchable and current and (len(current) + 1) * current[0].num_samples <= budget:
-            current.append(utterance)
-        else:
-            batches.append([utterance])
-    return batches
 
 
 def extract_features(
@@ -456,6 +330,7 @@ def extract_features(
     from tqdm import tqdm
 
     from vgssl.atomic import atomic_torch_save
+    from vgssl.audio.batch import pad_waveforms
 
     pending = [
         u
@@ -467,20 +342,14 @@ def extract_features(
     seconds = 0.0
     with torch.inference_mode():
         for batch in length_batches(pending, batch_seconds=batch_seconds, batchable=model.batchable):
-            waves = [torch.from_numpy(read_audio(u.path)) for u in batch]
-            longest = max(w.numel() for w in waves)
-            wav = torch.zeros(len(waves), longest)
-            padding_mask = torch.ones(len(waves), longest, dtype=torch.bool)
-            for row, wave in enumerate(waves):
-                wav[row, : wave.numel()] = wave
-                padding_mask[row, : wave.numel()] = False
+            wav, padding_mask, lengths = pad_waveforms([read_audio(u.path) for u in batch])
             hidden, frames = model.encode(wav.to(device), padding_mask.to(device))
             for layer in layers:
                 for row, utterance in enumerate(batch):
                     # clone: the saved file must hold only this utterance's frames, not the whole batch
                     tensor = hidden[layer][row, : int(frames[row])].detach().to("cpu", torch.float32).clone()
                     atomic_torch_save(tensor, feature_path(out_dir, layer, utterance.key))
-            seconds += sum(w.numel() for w in waves) / SAMPLE_RATE
+            seconds += int(lengths.sum()) / SAMPLE_RATE
             bar.update(len(batch))
     bar.close()
     return ExtractionReport(
@@ -494,8 +363,8 @@ def features_card(model: FeatureModel, *, layers: Sequence[int], source: Path) -
         "format": FEATURES_FORMAT,
         "model": model.describe(),
         "layers": sorted(layers),
-        "frame_rate": 50,
-        "frame_count": FRAME_COUNT,
+        "frame_rate": FRAME_RATE,
+        "frame_count": FRAME_COUNT_RULE,
         "frame_times": "frame i sees samples [320 i, 320 i + 400) and stands at 0.01 + 0.02 i s for ABX",
         "source": str(source.resolve()),
     }

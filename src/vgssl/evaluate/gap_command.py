@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vgssl.atomic import atomic_write_json, atomic_write_text
-    from vgssl.evaluate.gap import analyse, markdown, select_runs
+    from vgssl.evaluate.gap import analyse, select_runs
+    from vgssl.evaluate.gap_markdown import markdown
     from vgssl.evaluate.plots import plot_gaps_and_gains, plot_layer_curves
     from vgssl.evaluate.results import read_result
 

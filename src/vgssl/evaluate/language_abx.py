@@ -27,11 +27,11 @@ from fastabx import Score, Task, pool_dataset
 from tqdm import tqdm
 
 from vgssl import __version__
+from vgssl.data.items import LANGUAGE_COLUMNS, item_labels
 from vgssl.errors import BadOptionError
 from vgssl.evaluate.abx import (
     CanonicalSubsampler,
     collapsed_cells,
-    item_labels,
     last_frame_convention,
     layer_dirs,
     load_checked_dataset,
@@ -39,7 +39,6 @@ from vgssl.evaluate.abx import (
 from vgssl.evaluate.features import read_features_card
 from vgssl.evaluate.results import AbxResult, ConditionScore, Conventions, RunTag
 
-LANGUAGE_COLUMNS = ("#file", "onset", "offset", "#language", "speaker", "length")
 CONTENT_CONTROL = (
     "A, B and X are different segments in the same duration bin (by=length); X is spoken by a different "
     "speaker than A and B (across=speaker); segments are mean-pooled, so no alignment is involved"

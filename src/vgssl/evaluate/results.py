@@ -22,10 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vgssl.atomic import atomic_write_json, atomic_write_text
+from vgssl.audio.frames import FRAME_RATE
 from vgssl.errors import VgsslError
 
 RESULT_FORMAT = "vgssl-abx-result-v1"
-FRAME_RATE = 50
 # fastabx's convention (Δt/2 + iΔt); the 400-sample receptive field of frame i starts at 0.02·i s, so its
 # centre is 2.5 ms later than this stated time, an offset ZeroSpeech's evaluations also ignore.
 FRAME_TIMES = "frame i is at 0.01 + 0.02·i s and belongs to an item when onset ≤ time ≤ offset"

@@ -13,7 +13,7 @@ Embed every spoken caption and every image of CAPTIONS.json (SpokenCOCO style) w
 checkpoint or a run directory: its best checkpoint, else its last) and write R.json: Recall@1/5/10 in %
 in both directions for each caption language (an image matches any of its captions), over all languages
 pooled, and the chance level of each number. Models trained on precomputed image features need
---image-features, a directory in the layout documented in vgssl.corpus.spokencoco."""
+--image-features, a directory in the layout documented in vgssl.data.images."""
 
 
 def _languages(text: str) -> list[str]:
@@ -50,10 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vgssl.atomic import atomic_write_json
-    from vgssl.corpus.spokencoco import ImageFeatureStore, PixelImages, read_caption_set
+    from vgssl.data.captions import read_caption_set
+    from vgssl.data.images import ImageFeatureStore, PixelImages
     from vgssl.evaluate.features import resolve_device
-    from vgssl.evaluate.retrieval import METHOD, RETRIEVAL_FORMAT, embed_caption_set, retrieval_scores
     from vgssl.model.pretrained import find_checkpoint
+    from vgssl.model.retrieval import METHOD, RETRIEVAL_FORMAT, embed_caption_set, retrieval_scores
     from vgssl.model.vgs import load_vgs_model
 
     if args.out.suffix != ".json":

@@ -11,9 +11,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SAMPLE_RATE = 16_000
-FRAME_RATE = 50
-SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE
+from vgssl.audio.frames import FRAME_RATE, SAMPLES_PER_FRAME
+from vgssl.audio.frames import SAMPLE_RATE as SAMPLE_RATE  # re-exported for older imports; use audio.frames
 
 # Values that checkpoints written before a key existed were trained with (the key's default differs).
 LEGACY_DEFAULTS: dict[str, Any] = {"fbank_normalization": "none"}

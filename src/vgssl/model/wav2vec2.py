@@ -5,13 +5,17 @@ waveform -> [normalise] -> front-end (50 Hz local features) -> [LayerNorm] -> [q
 loss = contrastive(context, targets, negatives from masked frames) + diversity(codebook usage)
 
 Losses are SUMS over this batch's masked frames; the trainer divides their total by the global number of
-masked frames (all ranks, all accumulation steps), so that DDP and gradient accumulation equal one big
-batch.
+masked frames (all ranks, all accumulation steps). For the contrastive term that is exactly the loss of one
+big batch under DDP and gradient accumulation. The diversity term is not a sum over frames: it is this
+batch's codebook perplexity (of its own masked frames, as in fairseq) times its masked count, so N ranks × M
+micro-batches give the masked-frame-weighted mean of N·M per-batch diversity terms, not the diversity of
+the concatenated batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +67,14 @@ class Wav2Vec2(nn.Module):
         self.project_context = nn.Linear(config.dim, config.final_dim)
         self.project_targets = nn.Linear(config.codevector_dim, config.final_dim)
         self.set_num_updates(0)
+
+    def checkpoint_entries(self) -> dict[str, Any]:
+        """A checkpoint's model entries ("model_config", "model"), as `VgsModel` writes its audio encoder."""
+        return {"model_config": self.config.model_dump(mode="json"), "model": self.state_dict()}
+
+    def load_checkpoint_entries(self, checkpoint: dict[str, Any]) -> None:
+        """Load `checkpoint_entries()` back (strictly)."""
+        self.load_state_dict(checkpoint["model"])
 
     def set_num_updates(self, num_updates: int) -> None:
         """Anneal the Gumbel temperature: start · decay^updates, floored at end (a function of the step)."""

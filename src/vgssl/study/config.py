@@ -36,7 +36,7 @@ from pydantic import (
 from vgssl.corpus.spec import CorpusSpecError, make_spec
 from vgssl.errors import VgsslError
 from vgssl.evaluate.results import ContextMode, Objective, SpeakerMode
-from vgssl.train.config import ResolvedPath, format_config_error, read_yaml_mapping
+from vgssl.yaml_config import ResolvedPath, format_config_error, read_yaml_mapping
 
 BaselineName = Literal["mfcc", "mfcc-raw", "fbank", "random-init"]
 # Keys of a run's training config that the study sets; a value in the study config would be silently replaced.

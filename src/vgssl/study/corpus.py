@@ -19,12 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vgssl.audio.frames import SAMPLE_RATE
 from vgssl.corpus.card import CARD_NAME, read_card
-from vgssl.corpus.items import phone_item_file
 from vgssl.corpus.spec import CorpusSpec, make_spec
+from vgssl.data.items import LANGUAGE_ITEM_FILE, has_items, item_keys, phone_item_file
 from vgssl.study.config import StudyFile
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class StudyCorpus:
 
     @property
     def language_items(self) -> Path:
-        return self.path / "items" / "test_language.item"
+        return self.path / "items" / LANGUAGE_ITEM_FILE
 
     @property
     def image_features(self) -> Path:
@@ -63,15 +62,6 @@ class StudyCorpus:
 
     def captions(self, split: str) -> Path:
         return self.path / f"captions_{split}.json"
-
-
-def has_items(path: Path) -> bool:
-    """Whether an item file exists and holds at least one item below its header."""
-    if not path.is_file():
-        return False
-    with path.open(encoding="utf-8") as handle:
-        handle.readline()
-        return any(line.strip() for line in handle)
 
 
 def configured_valid_items(study: StudyFile) -> dict[str, Path]:
@@ -138,7 +128,7 @@ def study_languages(study: StudyFile, corpus: StudyCorpus) -> tuple[str, ...]:
 
 def _valid_items_problems(study: StudyFile, corpus: StudyCorpus, languages: tuple[str, ...]) -> list[str]:
     """The config's valid item files: of study languages, existing, with items on the valid audio."""
-    from vgssl.corpus.manifest import read_manifest
+    from vgssl.data.manifest import read_manifest
 
     problems = []
     for language, item in corpus.valid_items.items():
@@ -154,7 +144,7 @@ def _valid_items_problems(study: StudyFile, corpus: StudyCorpus, languages: tupl
                 problems.append(study.problem(where, message))
                 continue
             keys = {entry.key for entry in read_manifest(manifest).entries}
-            unknown = sorted(_item_keys(item) - keys)
+            unknown = sorted(item_keys(item) - keys)
             if unknown:
                 message = (
                     f"{len(unknown)} file(s) of {item} are not in {manifest}, e.g. {', '.join(unknown[:3])}; "
@@ -162,12 +152,6 @@ def _valid_items_problems(study: StudyFile, corpus: StudyCorpus, languages: tupl
                 )
                 problems.append(study.problem(where, message))
     return problems
-
-
-def _item_keys(item: Path) -> set[str]:
-    with item.open(encoding="utf-8") as handle:
-        handle.readline()
-        return {fields[0] for fields in map(str.split, handle) if fields}
 
 
 def _not_in_corpus(language: str, corpus: StudyCorpus) -> str:

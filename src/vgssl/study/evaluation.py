@@ -220,7 +220,7 @@ def _extract(
     progress: bool,
 ) -> None:
     """Features of the (language, split) sets, with the features.json card that ABX results quote."""
-    from vgssl.corpus.manifest import read_manifest
+    from vgssl.data.manifest import read_manifest
     from vgssl.evaluate.features import Utterance, extract_features, features_card, resolve_device
 
     utterances = []

@@ -49,7 +49,7 @@ PAPER = {
 BASELINE_LABELS = {
     "mfcc": "MFCC-39, normalised per utterance",
     "mfcc-raw": "MFCC-39, raw",
-    "fbank": "80 log-mel",
+    "fbank": "the fbank front-end's input (2 × 80 log-mel, normalised per utterance)",
     "random-init": "random-init (same architecture, untrained)",
 }
 

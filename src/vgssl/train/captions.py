@@ -1,6 +1,6 @@
 """Caption data for grounded training: caption–image pairs, the grounded share of the audio, batches.
 
-Pairs come from SpokenCOCO-style JSON files (`vgssl.corpus.spokencoco`), in the run's languages. Captions
+Pairs come from SpokenCOCO-style JSON files (`vgssl.data.captions`), in the run's languages. Captions
 shorter than `data.min_seconds` are dropped and counted, as audio-only clips are, so every caption can be
 masked for its SSL loss. Longer ones are randomly cropped to `data.max_seconds`, like audio-only clips.
 
@@ -26,14 +26,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vgssl.corpus.audio import BadAudioError
-from vgssl.corpus.spokencoco import (
-    CaptionedImage,
-    ImageFeatureStore,
-    ImageSource,
-    PixelImages,
-    read_caption_set,
-)
+from vgssl.audio.io import BadAudioError
+from vgssl.data.captions import CaptionedImage, read_caption_set
+from vgssl.data.images import ImageFeatureStore, ImageSource, PixelImages
 from vgssl.errors import VgsslError
 from vgssl.model.vgs import GroundingConfig
 from vgssl.train.config import CaptionDataConfig, CaptionSource

@@ -27,23 +27,36 @@ CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
 
 
+class ResumeError(VgsslError):
+    """A checkpoint cannot be resumed under the current launch or by this version of vgssl."""
+
+
 class RunDirConflictError(VgsslError):
     """The run directory was made with another config, or is not a run directory at all."""
 
 
-def prepare_run_dir(config: TrainConfig) -> Literal["new", "resume"]:
-    """Create the run directory, or check that an existing one was made with this very config."""
+def prepare_run_dir(config: TrainConfig) -> Literal["new", "resume", "extend"]:
+    """Create the run directory, or check that an existing one was made with this very config.
+
+    One difference is allowed: a larger `max_steps` extends the run ("extend"; config.yaml is rewritten).
+    The schedules that depend on max_steps — the learning-rate decay, a Gumbel anneal given by
+    `optim.gumbel_floor_at` — then follow the new length from the step reached.
+    """
     run_dir = config.run_dir
     saved = run_dir / CONFIG_FILE
     if saved.is_file():
         previous = yaml.safe_load(saved.read_text(encoding="utf-8"))
         differences = _differences(previous, config.identity())
+        if [key for key, _, _ in differences] == ["max_steps"] and config.max_steps > previous["max_steps"]:
+            atomic_write_text(saved, yaml.safe_dump(config.identity(), sort_keys=False, allow_unicode=True))
+            return "extend"
         if differences:
             listed = "\n".join(f"  {key}: {old!r} in the run, {new!r} now" for key, old, new in differences)
             raise RunDirConflictError(
                 f"run directory {run_dir} was made with a different config:\n{listed}\n"
-                f"To continue that run, use its config ({saved}); to start a new run, pass another "
-                f"--run-dir; to discard the old run, delete {run_dir} first."
+                f"To continue that run, use its config ({saved}; only a larger max_steps may differ, which "
+                f"extends it); to start a new run, pass another --run-dir; to discard the old run, delete "
+                f"{run_dir} first."
             )
         return "resume"
     if run_dir.exists() and any(run_dir.iterdir()):

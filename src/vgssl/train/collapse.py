@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 
 from vgssl.errors import VgsslError
-from vgssl.train.config import CollapseConfig
+from vgssl.train.config import CollapseConfig, TrainConfig
 
 
 class CollapseError(VgsslError):
@@ -144,3 +144,31 @@ class GroundingCollapseGuard:
             "objective.schedule: ssl-then-joint so the encoder learns before grounding starts; or raise "
             "collapse.vg_patience if the loss leaves its collapsed value later."
         )
+
+
+def guards_for(config: TrainConfig) -> tuple[CollapseGuard, GroundingCollapseGuard | None]:
+    """A run's codebook collapse guard and, for VGS+ runs, its speech–image collapse guard (whose message
+    quotes the settings that matter for grounding)."""
+    model = config.model
+    codebook = CollapseGuard(
+        config.collapse,
+        codebook_groups=model.codebook_groups,
+        codebook_entries=model.codebook_entries,
+        diversity_weight=model.diversity_weight,
+        mask_prob=model.mask_prob,
+        mask_length=model.mask_length,
+        num_negatives=model.num_negatives,
+    )
+    if config.grounding is None or config.captions is None:
+        return codebook, None
+    settings = {
+        "optim.lr": config.optim.lr,
+        "optim.head_lr": config.optim.head_lr,
+        "optim.warmup_steps": config.optim.warmup_steps,
+        "optim.head_warmup_steps": config.optim.head_warmup_steps,
+        "grounding.margin": config.grounding.margin,
+        "grounding.temperature": config.grounding.temperature,
+        "grounding.image_input": config.grounding.image_input,
+        "captions.pairs_per_batch": config.captions.pairs_per_batch,
+    }
+    return codebook, GroundingCollapseGuard(config.collapse, settings=settings)

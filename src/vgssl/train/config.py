@@ -15,13 +15,11 @@ data and `captions`/`objective` sections hears.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,47 +28,26 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from vgssl.audio.frames import SAMPLE_RATE, SAMPLES_PER_FRAME, WINDOW_SAMPLES
 from vgssl.errors import VgsslError
-from vgssl.model.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ModelConfig
+from vgssl.model.config import ModelConfig
 from vgssl.model.vgs import GroundingConfig
-
-FRAME_WINDOW = 400  # samples under the first frame of either front-end
+from vgssl.yaml_config import (
+    ExistingDir,
+    ExistingFile,
+    ResolvedPath,
+    format_config_error,
+    read_yaml_mapping,
+    set_dotted,
+)
 
 
 class ConfigError(VgsslError):
     """A training config cannot be read or does not validate; the message lists every problem."""
 
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    path = value.expanduser()
-    base_dir = (info.context or {}).get("base_dir")
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    return Path(os.path.abspath(path))
-
-
-def _existing_file(value: Path, info: ValidationInfo) -> Path:
-    path = _resolve_path(value, info)
-    if not path.is_file():
-        raise PydanticCustomError("file_not_found", "file not found: {path}", {"path": str(path)})
-    return path
-
-
-def _existing_dir(value: Path, info: ValidationInfo) -> Path:
-    path = _resolve_path(value, info)
-    if not path.is_dir():
-        raise PydanticCustomError("dir_not_found", "directory not found: {path}", {"path": str(path)})
-    return path
-
-
-ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
-ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
-ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
 
 MixturePolicy = Literal["mono", "matched-total", "matched-per-language", "temperature"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -131,6 +108,10 @@ class OptimConfig(_Section):
     # their own peak learning rate and warm-up; None: lr and warmup_steps. No effect without grounding.
     head_lr: PositiveFloat | None = None
     head_warmup_steps: NonNegativeInt | None = None
+    # The Gumbel temperature's anneal, as a fraction of max_steps: model.gumbel_temperature = (start, end,
+    # decay) then reaches `end` at this fraction of training, its decay derived from max_steps (and
+    # re-derived when a run is extended). None: the decay given in the model section.
+    gumbel_floor_at: float | None = Field(None, gt=0.0, le=1.0)
 
 
 BestBy = Literal["auto", "ssl_loss", "retrieval"]
@@ -286,6 +267,18 @@ class TrainConfig(_Section):
         return self.captions is not None and self.grounding is None
 
     @property
+    def trained_model(self) -> ModelConfig:
+        """The model section as training uses it: with `optim.gumbel_floor_at`, the Gumbel decay that takes
+        the temperature from start to end in that fraction of max_steps."""
+        if self.optim.gumbel_floor_at is None:
+            return self.model
+        start, end, _ = self.model.gumbel_temperature
+        steps = max(1.0, self.optim.gumbel_floor_at * self.max_steps)
+        return self.model.model_copy(
+            update={"gumbel_temperature": (start, end, (end / start) ** (1.0 / steps))}
+        )
+
+    @property
     def grounded_objective(self) -> ObjectiveConfig:
         """The objective of a run with captions (its defaults when the section is left out)."""
         return self.objective or ObjectiveConfig()
@@ -301,7 +294,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _clips_can_be_masked(self) -> TrainConfig:
         # The model needs min_masks frames per utterance; its front-ends give floor((N - 400) / 320) + 1.
-        needed_samples = FRAME_WINDOW + (self.model.min_masks - 1) * SAMPLES_PER_FRAME
+        needed_samples = WINDOW_SAMPLES + (self.model.min_masks - 1) * SAMPLES_PER_FRAME
         if self.data.min_seconds * SAMPLE_RATE < needed_samples:
             raise ValueError(
                 f"data.min_seconds={self.data.min_seconds} lets through clips too short to mask "
@@ -315,23 +308,6 @@ class TrainConfig(_Section):
         return self.model_dump(mode="json", exclude={"run_dir"})
 
 
-def read_yaml_mapping(
-    source: Path, *, error: type[VgsslError], missing: str, keys: str
-) -> tuple[dict[str, Any], yaml.Node | None]:
-    """The YAML file's top-level mapping and its node tree (for line numbers); `error` for anything else."""
-    if not source.is_file():
-        raise error(missing)
-    text = source.read_text(encoding="utf-8")
-    try:
-        raw = yaml.load(text, Loader=StrictYamlLoader)
-        root_node = yaml.compose(text, Loader=StrictYamlLoader)
-    except yaml.YAMLError as problem:
-        raise error(f"{source}: not valid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        raise error(f"{source}: the top level must be a mapping of keys ({keys}, ...)")
-    return raw, root_node
-
-
 def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read and validate a YAML config. `overrides` maps dotted keys ("max_steps", "optim.lr") to values."""
     source = Path(path)
@@ -339,55 +315,9 @@ def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
         source, error=ConfigError, missing=f"config file {source} does not exist", keys="run_dir, data, model"
     )
     for dotted_key, value in (overrides or {}).items():
-        _set_dotted(raw, dotted_key.split("."), value)
+        set_dotted(raw, dotted_key.split("."), value, error=ConfigError)
     try:
         return TrainConfig.model_validate(raw, context={"base_dir": source.parent})
     except ValidationError as error:
         lines = [format_config_error(source, root_node, problem) for problem in error.errors()]
         raise ConfigError(f"{len(lines)} problem(s) in config {source}:\n" + "\n".join(lines)) from None
-
-
-def format_config_error(source: Path, root_node: yaml.Node | None, problem: Mapping[str, Any]) -> str:
-    location = tuple(problem["loc"])
-    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
-    line = _line_of(root_node, location)
-    where = f"{source}:{line}" if line is not None else str(source)
-    return f"{where}: {key or '(top level)'}: {problem['msg']}"
-
-
-def _line_of(node: yaml.Node | None, location: Sequence[str | int]) -> int | None:
-    """The 1-based YAML line of the deepest node on `location` that exists in the file."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in location:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((value for key, value in node.value if key.value == part), None)
-            if child is None:  # an unknown key is reported at the key itself
-                child = next((key for key, _ in node.value if key.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        if child is None:
-            break
-        node, line = child, child.start_mark.line + 1
-    return line
-
-
-def _set_dotted(raw: dict[str, Any], keys: Sequence[str], value: Any) -> None:
-    for key in keys[:-1]:
-        raw = raw.setdefault(key, {})
-    raw[keys[-1]] = value
-
-
-class StrictYamlLoader(yaml.SafeLoader):
-    """A safe loader that rejects duplicate keys, which plain YAML silently resolves to the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)

@@ -7,6 +7,7 @@ are used, and lets the loop log skipped files by name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -14,11 +15,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vgssl.corpus.audio import BadAudioError, read_audio
-from vgssl.corpus.manifest import read_manifest
+from vgssl.audio.batch import pad_waveforms
+from vgssl.audio.io import BadAudioError, read_audio
+from vgssl.data.manifest import read_manifest
 from vgssl.errors import VgsslError
 from vgssl.train.config import ManifestSource
 from vgssl.train.mixture import Utterance
+
+LOGGER = logging.getLogger("vgssl.train")
 
 
 class MissingAudioRootError(VgsslError):
@@ -191,17 +195,15 @@ class AudioDataset(torch.utils.data.Dataset[Item]):
 
 
 def collate_batch(items: Sequence[Item]) -> Batch:
-    """Pad the usable items to the longest; unusable ones travel along as `problems`."""
+    """Pad the usable items to the longest (`vgssl.audio.batch`); unusable ones travel along as `problems`."""
     usable = [item for item in items if item.audio is not None]
     problems = [item.problem for item in items if item.problem is not None]
-    longest = max((len(item.audio) for item in usable), default=0)
-    wav = torch.zeros(len(usable), longest, dtype=torch.float32)
-    padding_mask = torch.ones(len(usable), longest, dtype=torch.bool)
-    for row, item in enumerate(usable):
-        wav[row, : len(item.audio)] = torch.from_numpy(item.audio)
-        padding_mask[row, : len(item.audio)] = False
+    padded = pad_waveforms([item.audio for item in usable])
     return Batch(
-        wav=wav, padding_mask=padding_mask, utt_ids=[item.utt_id for item in usable], problems=problems
+        wav=padded.wav,
+        padding_mask=padded.padding_mask,
+        utt_ids=[item.utt_id for item in usable],
+        problems=problems,
     )
 
 
@@ -215,3 +217,24 @@ def check_problems(batch: Batch, *, on_bad_audio: Literal["skip", "fail"]) -> No
                 f"{problem.message} (utterance {problem.utt_id}); fix or remove the file, or set "
                 "data.on_bad_audio: skip to train without it"
             )
+
+
+class BadAudioLog:
+    """A rank's unreadable training files: each micro-batch's problems are raised (`check_problems`) or,
+    when skipped, logged once per file and kept (utterance id -> problem) for the checkpoint and the
+    run's final summary."""
+
+    def __init__(self, *, on_bad_audio: Literal["skip", "fail"]) -> None:
+        self.on_bad_audio = on_bad_audio
+        self.skipped: dict[str, str] = {}
+
+    def inspect(self, batch: Batch) -> None:
+        check_problems(batch, on_bad_audio=self.on_bad_audio)
+        for problem in batch.problems:
+            if problem.utt_id not in self.skipped:
+                self.skipped[problem.utt_id] = problem.message
+                LOGGER.warning(
+                    "skipping unreadable audio (%d so far on this rank): %s",
+                    len(self.skipped),
+                    problem.message,
+                )

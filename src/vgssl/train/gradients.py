@@ -4,11 +4,16 @@ An SSL phase, on every rank: M micro-batches, each seeded from (seed, stream, st
 and run forward and backward on the loss SUMS the model returns (DDP averages gradients on the last
 micro-batch only); one all-reduce of the phase's totals (masked frames, loss sums, statistics, a non-finite
 flag); the gradients are scaled by world_size / global masked frames, which turns DDP's average of sums into
-the loss of one big batch (DESIGN §6.2). Seeding per micro-batch from its global index makes a run's masks and
-dropout independent of how the global batch is split over ranks and accumulation, and makes resumption exact.
+the loss of one big batch (DESIGN §6.2) for the contrastive term. The diversity term is not a sum over
+frames: each micro-batch's comes from its own codebook perplexity (as in fairseq, per GPU batch), so the
+step's diversity is the masked-frame-weighted mean of the micro-batches' values and depends on the split
+(N ranks × M micro-batches equal one process with the same N·M micro-batches, not one big batch). Seeding
+per micro-batch from its global index makes a run's masks and dropout independent of how the global batch
+is split over ranks and accumulation, and makes resumption exact.
 
 A grounding phase does the same with the speech–image loss on caption batches (unmasked audio), normalised by
-the global number of caption–image pairs. Negatives are the pairs of the same micro-batch on the same rank.
+the global number of caption–image pairs. Negatives are the other pairs of the same micro-batch: on this
+rank, or on every rank when the model gathers them (`grounding.gather_negatives`).
 Its totals include the loss sum the batch would have if every embedding were the same
 (`vgssl.train.collapse.collapsed_loss_sum`), so the trainer can log and guard the collapsed value.
 
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +51,9 @@ from vgssl.train.objective import LossWeighting, Term
 # Seed streams: each kind of forward pass draws its own random numbers for the same (step, micro-batch).
 SSL_STREAM, VALID_STREAM, CAPTION_SSL_STREAM, GROUNDING_STREAM = 0, 1, 2, 3
 
-# The step totals that are all-reduced together, in this order.
-TOTALS = (
+# Each phase's statistics, summed over micro-batches and all-reduced together, in this order; every phase
+# also counts PHASE_COUNTS.
+SSL_STATISTICS = (
     "contrastive",
     "diversity",
     "num_masked",
@@ -56,11 +62,8 @@ TOTALS = (
     "prob_perplexity",
     "temperature",
     "fraction_masked",
-    "micro_batches",
-    "audio_samples",
-    "non_finite",
 )
-GROUNDING_TOTALS = (
+GROUNDING_STATISTICS = (
     "audio_to_image",
     "image_to_audio",
     "num_pairs",
@@ -68,10 +71,8 @@ GROUNDING_TOTALS = (
     "correct_image_to_audio",
     "temperature",
     "collapsed",
-    "micro_batches",
-    "audio_samples",
-    "non_finite",
 )
+PHASE_COUNTS = ("micro_batches", "audio_samples", "non_finite")
 
 
 class GroundingPhaseError(VgsslError):
@@ -89,6 +90,11 @@ def micro_batch_seed(seed: int, step: int, global_index: int, *, stream: int = 0
     )
 
 
+# One micro-batch's forward pass (model, batch, index in the step): the loss sum to back-propagate and the
+# batch's statistics in the phase's order.
+type Forward[M] = Callable[[nn.Module, M, int], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
 def accumulate_gradients(
     model: nn.Module,
     micro_batches: Sequence[Batch],
@@ -99,53 +105,36 @@ def accumulate_gradients(
     autocast_dtype: torch.dtype | None,
     stream: int = SSL_STREAM,
 ) -> dict[str, float]:
-    """Forward and backward every micro-batch (loss sums, DDP sync on the last), then scale the gradients to
-    the loss of one big batch: the sum over all ranks and micro-batches divided by the global masked count.
+    """The SSL phase: masked forward passes, gradients scaled by world_size / the global masked count — one
+    big batch's contrastive loss exactly; the diversity term stays each micro-batch's own, weighted by its
+    masked frames.
 
-    Returns the step's global totals (`TOTALS`). Raises `NonFiniteLossError` on every rank if any rank saw a
-    non-finite loss, before the gradients are used.
+    Returns the step's global totals (`SSL_STATISTICS` + `PHASE_COUNTS`). Raises `NonFiniteLossError` on
+    every rank if any rank saw a non-finite loss, before the gradients are used.
     """
-    totals = torch.zeros(len(TOTALS), dtype=torch.float64)
-    non_finite_ids: list[str] = []
-    for index, batch in enumerate(micro_batches):
-        global_index = index * context.world_size + context.rank
-        torch.manual_seed(micro_batch_seed(seed, step, global_index, stream=stream))
-        last = index == len(micro_batches) - 1
-        defer_sync = not last and isinstance(model, DistributedDataParallel)
-        with model.no_sync() if defer_sync else contextlib.nullcontext():
-            with torch.autocast(
-                context.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-            ):
-                output = model(
-                    batch.wav.to(context.device, non_blocking=True),
-                    batch.padding_mask.to(context.device, non_blocking=True),
-                    mask=True,
-                )
-            loss = sum(output.losses.values())
-            loss.backward()
-        values = torch.stack(
-            [
-                output.losses["ssl/contrastive"].detach().double(),
-                output.losses["ssl/diversity"].detach().double(),
-                output.num_masked.double(),
-                output.stats["ssl/accuracy"].double() * output.num_masked,
-                output.stats["ssl/code_perplexity"].double(),
-                output.stats["ssl/prob_perplexity"].double(),
-                output.stats["ssl/temperature"].double(),
-                output.stats["ssl/fraction_masked"].double(),
-            ]
-        ).cpu()
-        totals[:8] += values
-        totals[8] += 1
-        totals[9] += batch.audio_samples
-        if not math.isfinite(float(loss.detach())):
-            totals[10] += 1
-            non_finite_ids += batch.utt_ids
-    totals = all_reduce_sum(totals.to(context.device), context)
-    summed = dict(zip(TOTALS, totals.cpu().tolist(), strict=True))
-    _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
-    _scale_gradients(model, context.world_size / max(summed["num_masked"], 1.0))
-    return summed
+
+    def forward(network: nn.Module, batch: Batch, _: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        output = network(
+            batch.wav.to(context.device, non_blocking=True),
+            batch.padding_mask.to(context.device, non_blocking=True),
+            mask=True,
+        )
+        statistics = [
+            output.losses["ssl/contrastive"].detach(),
+            output.losses["ssl/diversity"].detach(),
+            output.num_masked,
+            output.stats["ssl/accuracy"].double() * output.num_masked,
+            output.stats["ssl/code_perplexity"],
+            output.stats["ssl/prob_perplexity"],
+            output.stats["ssl/temperature"],
+            output.stats["ssl/fraction_masked"],
+        ]
+        return sum(output.losses.values()), statistics
+
+    return _accumulate(
+        model, micro_batches, forward, SSL_STATISTICS, "num_masked", audio_of=lambda batch: batch,
+        seed=seed, step=step, stream=stream, context=context, autocast_dtype=autocast_dtype,
+    )  # fmt: skip
 
 
 def accumulate_grounding_gradients(
@@ -157,59 +146,91 @@ def accumulate_grounding_gradients(
     context: DistributedContext,
     autocast_dtype: torch.dtype | None,
 ) -> dict[str, float]:
-    """`accumulate_gradients` for the speech–image loss: per-pair sums, normalised by the global pair count.
+    """The grounding phase: the speech–image loss of unmasked caption audio, normalised by the global pair
+    count.
 
-    Returns the global totals (`GROUNDING_TOTALS`); "collapsed" is one direction's loss sum at collapse for
-    these batches and the model's margin, with the negatives of one micro-batch, or of the same micro-batch
-    of every rank when the model gathers negatives (`grounding.gather_negatives`).
+    Returns the global totals (`GROUNDING_STATISTICS` + `PHASE_COUNTS`); "collapsed" is one direction's loss
+    sum at collapse for these batches and the model's margin, with the negatives of one micro-batch, or of
+    the same micro-batch of every rank when the model gathers negatives (`grounding.gather_negatives`).
     """
     margin, negatives_from_all_ranks = _grounding_options(model)
     pair_counts = torch.tensor([len(batch.image_groups) for batch in micro_batches], dtype=torch.float64)
     if negatives_from_all_ranks and context.is_distributed:
         pair_counts = all_reduce_sum(pair_counts.to(context.device), context).cpu()
-    totals = torch.zeros(len(GROUNDING_TOTALS), dtype=torch.float64)
+
+    def forward(
+        network: nn.Module, batch: CaptionBatch, index: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        output = network(
+            batch.audio.wav.to(context.device, non_blocking=True),
+            batch.audio.padding_mask.to(context.device, non_blocking=True),
+            images=batch.images.to(context.device, non_blocking=True),
+            image_groups=batch.image_groups.to(context.device, non_blocking=True),
+        )
+        pairs = output.num_pairs.double()
+        collapsed = collapsed_loss_sum(
+            batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
+        )
+        statistics = [
+            output.losses["vg/audio_to_image"].detach(),
+            output.losses["vg/image_to_audio"].detach(),
+            pairs,
+            output.stats["vg/accuracy_audio_to_image"].double() * pairs,
+            output.stats["vg/accuracy_image_to_audio"].double() * pairs,
+            output.stats["vg/temperature"],
+            torch.tensor(collapsed, dtype=torch.float64),
+        ]
+        return sum(output.losses.values()), statistics
+
+    return _accumulate(
+        model, micro_batches, forward, GROUNDING_STATISTICS, "num_pairs", audio_of=lambda batch: batch.audio,
+        seed=seed, step=step, stream=GROUNDING_STREAM, context=context, autocast_dtype=autocast_dtype,
+    )  # fmt: skip
+
+
+def _accumulate[M: (Batch, CaptionBatch)](
+    model: nn.Module,
+    micro_batches: Sequence[M],
+    forward: Forward[M],
+    names: Sequence[str],
+    normaliser: str,
+    *,
+    audio_of: Callable[[M], Batch],
+    seed: int,
+    step: int,
+    stream: int,
+    context: DistributedContext,
+    autocast_dtype: torch.dtype | None,
+) -> dict[str, float]:
+    """One phase: each micro-batch seeded from its global index, forward (autocast) and backward on its loss
+    sum (DDP synchronises on the last only); one all-reduce of the statistics and `PHASE_COUNTS`; a
+    non-finite loss anywhere refused on every rank; gradients scaled by world_size / the global
+    `normaliser`: DDP's average of sums becomes the sum over all micro-batches divided by the global count
+    (one big batch's loss for the terms that are sums over frames or pairs)."""
+    totals = torch.zeros(len(names) + len(PHASE_COUNTS), dtype=torch.float64)
     non_finite_ids: list[str] = []
     for index, batch in enumerate(micro_batches):
         global_index = index * context.world_size + context.rank
-        torch.manual_seed(micro_batch_seed(seed, step, global_index, stream=GROUNDING_STREAM))
+        torch.manual_seed(micro_batch_seed(seed, step, global_index, stream=stream))
         last = index == len(micro_batches) - 1
         defer_sync = not last and isinstance(model, DistributedDataParallel)
         with model.no_sync() if defer_sync else contextlib.nullcontext():
             with torch.autocast(
                 context.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
-                output = model(
-                    batch.audio.wav.to(context.device, non_blocking=True),
-                    batch.audio.padding_mask.to(context.device, non_blocking=True),
-                    images=batch.images.to(context.device, non_blocking=True),
-                    image_groups=batch.image_groups.to(context.device, non_blocking=True),
-                )
-            loss = sum(output.losses.values())
+                loss, statistics = forward(model, batch, index)
             loss.backward()
-        pairs = output.num_pairs.double()
-        values = torch.stack(
-            [
-                output.losses["vg/audio_to_image"].detach().double(),
-                output.losses["vg/image_to_audio"].detach().double(),
-                pairs,
-                output.stats["vg/accuracy_audio_to_image"].double() * pairs,
-                output.stats["vg/accuracy_image_to_audio"].double() * pairs,
-                output.stats["vg/temperature"].double(),
-            ]
-        ).cpu()
-        totals[:6] += values
-        totals[6] += collapsed_loss_sum(
-            batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
-        )
-        totals[7] += 1
-        totals[8] += batch.audio.audio_samples
+        audio = audio_of(batch)
+        totals[: len(names)] += torch.stack([value.double() for value in statistics]).cpu()
+        totals[len(names)] += 1
+        totals[len(names) + 1] += audio.audio_samples
         if not math.isfinite(float(loss.detach())):
-            totals[9] += 1
-            non_finite_ids += batch.audio.utt_ids
+            totals[len(names) + 2] += 1
+            non_finite_ids += audio.utt_ids
     totals = all_reduce_sum(totals.to(context.device), context)
-    summed = dict(zip(GROUNDING_TOTALS, totals.cpu().tolist(), strict=True))
+    summed = dict(zip([*names, *PHASE_COUNTS], totals.cpu().tolist(), strict=True))
     _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
-    _scale_gradients(model, context.world_size / max(summed["num_pairs"], 1.0))
+    _scale_gradients(model, context.world_size / max(summed[normaliser], 1.0))
     return summed
 
 

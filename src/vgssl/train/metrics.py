@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vgssl.atomic import atomic_write_text
+from vgssl.audio.frames import SAMPLE_RATE
+from vgssl.train.gradients import GroundedTotals, collapsed_grounding_loss
+from vgssl.train.objective import TERMS, LossWeighting, StepKind
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -90,3 +93,90 @@ class IntervalMeans:
         self._sums.clear()
         self._counts.clear()
         return means
+
+
+# -- a step's metrics from its phases' totals ---------------------------------------------------------------
+
+
+def audio_seconds(totals: dict[str, float] | None) -> float:
+    """Seconds of audio (all ranks) a phase trained on; 0 for a phase the step did not run."""
+    return totals["audio_samples"] / SAMPLE_RATE if totals is not None else 0.0
+
+
+def ssl_metrics(totals: dict[str, float]) -> dict[str, float]:
+    """fairseq's names for the totals of an SSL phase (`gradients.SSL_STATISTICS` and `PHASE_COUNTS`)."""
+    count = max(totals["num_masked"], 1.0)
+    micro_batches = totals["micro_batches"]
+    return {
+        "loss": (totals["contrastive"] + totals["diversity"]) / count,
+        "contrastive": totals["contrastive"] / count,
+        "diversity": totals["diversity"] / count,
+        "accuracy": totals["correct"] / count,
+        "code_perplexity": totals["code_perplexity"] / micro_batches,
+        "prob_perplexity": totals["prob_perplexity"] / micro_batches,
+        "temp": totals["temperature"] / micro_batches,
+        "fraction_masked": totals["fraction_masked"] / micro_batches,
+    }
+
+
+def grounded_metrics(totals: GroundedTotals, kind: StepKind, weighting: LossWeighting) -> dict[str, float]:
+    """A grounded step's metrics: `loss` is the weighted total; the audio-only SSL phase keeps fairseq's names
+    (its loss as `ssl_loss`), the caption SSL phase has them prefixed `caption_`, the grounding loss `vg_`."""
+    values = {"loss": weighting.objective_value(totals.losses), "caption_step": float(kind != "audio")}
+    if totals.audio is not None:
+        ssl = ssl_metrics(totals.audio)
+        ssl["ssl_loss"] = ssl.pop("loss")
+        values |= ssl
+    if totals.captions is not None:
+        values |= {f"caption_{key}": value for key, value in ssl_metrics(totals.captions).items()}
+    if totals.grounding is not None:
+        vg = totals.grounding
+        pairs = max(vg["num_pairs"], 1.0)
+        values |= {
+            "vg_loss": totals.losses["vg"],
+            "vg_audio_to_image": vg["audio_to_image"] / pairs,
+            "vg_image_to_audio": vg["image_to_audio"] / pairs,
+            "vg_accuracy_audio_to_image": vg["correct_audio_to_image"] / pairs,
+            "vg_accuracy_image_to_audio": vg["correct_image_to_audio"] / pairs,
+            "vg_temperature": vg["temperature"] / vg["micro_batches"],
+            # vg_loss if every embedding were the same (both directions; each direction's is half).
+            "vg_collapsed_loss": collapsed_grounding_loss(vg),
+        }
+    if weighting.adaptive:
+        values |= {f"weight_{term}": weighting.weight(term) for term in TERMS}
+    return values
+
+
+def interval_rates(
+    interval_seconds: Mapping[str, float],
+    seconds_seen: Mapping[str, float],
+    elapsed: float,
+    *,
+    caption_key: str | None,
+    grounded: bool,
+) -> dict[str, float]:
+    """Throughput over a logging interval (all ranks' audio per second) and, for runs with captions (their
+    `caption_key` in the seconds), the caption stream's share of the training audio — VGS+: the share with
+    an image — over the interval and over the run so far."""
+    interval_audio = sum(interval_seconds.values())
+    rates = {"audio_seconds_per_second": interval_audio / elapsed}
+    if caption_key is not None:
+        name = "grounded_fraction" if grounded else "caption_speech_fraction"
+        rates[name] = interval_seconds[caption_key] / max(interval_audio, 1e-9)
+        rates[f"{name}_so_far"] = seconds_seen[caption_key] / max(sum(seconds_seen.values()), 1e-9)
+    return rates
+
+
+def progress_bar(total: int, initial: int, *, enabled: bool) -> Any:
+    """The training steps' tqdm bar; when enabled, shown on a terminal only (`disable=None`), so batch-job
+    logs do not fill with bar redraws."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="train",
+        unit="step",
+        disable=None if enabled else True,
+        dynamic_ncols=True,
+    )

@@ -18,9 +18,10 @@ Both schedules are linear warm-up from 0 then linear or cosine decay to `final_l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from torch.nn.utils import parametrize
 
 from vgssl.errors import VgsslError
 from vgssl.model.vgs import VgsModel
+from vgssl.train.checkpoint import ResumeError
 from vgssl.train.config import OptimConfig
 from vgssl.train.schedule import lr_scale
 
@@ -226,3 +228,40 @@ def gradient_norms(parts: dict[str, list[nn.Parameter]]) -> dict[str, float]:
                 torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
             )
     return norms
+
+
+def describe_groups(optimizer: torch.optim.Optimizer, groups: Sequence[GroupSpec]) -> list[str]:
+    """One line per parameter group for the log: name, size, peak learning rate, weight decay."""
+    return [
+        f"{spec.name}: {len(spec.parameters)} tensors, {sum(p.numel() for p in spec.parameters)} parameters, "
+        f"peak lr {group['initial_lr']:g}, weight decay {group['weight_decay']:g}"
+        for group, spec in zip(optimizer.param_groups, groups, strict=True)
+    ]
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    state: Mapping[str, Any],
+    *,
+    where: Path,
+) -> None:
+    """Load a checkpoint's optimizer and schedule state, refusing one made with other parameter groups.
+
+    The learning rates of the next update are then taken from this run's schedule: the stored values on a
+    plain resume, the new length's after an extension of `max_steps` (the stored ones end the old schedule).
+    """
+    saved_groups = [group.get("name") for group in state["optimizer"]["param_groups"]]
+    groups = [group["name"] for group in optimizer.param_groups]
+    if saved_groups != groups:
+        raise ResumeError(
+            f"{where} holds optimizer state for the parameter groups {saved_groups}, but this version of "
+            f"vgssl makes {groups} (weight decay and learning rates by role); finish that run with the "
+            "vgssl version that started it, or start a new run with another --run-dir"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    for group, scale, base in zip(
+        optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
+    ):
+        group["lr"] = base * scale(scheduler.last_epoch)

@@ -1,4 +1,5 @@
-"""The languages that have a grammar. A new language is one module with a `Grammar` subclass, listed here."""
+"""The languages that have a grammar. A new language is a data file data/<code>.yaml with its words and one
+module with a `Grammar` subclass holding its rules, listed here."""
 
 from __future__ import annotations
 
@@ -24,5 +25,6 @@ def get_grammar(code: str) -> Grammar:
     except KeyError:
         raise UnknownLanguageError(
             f"no grammar for language {code!r}; languages with a grammar: {', '.join(sorted(GRAMMARS))}. "
-            "To add one, write src/vgssl/corpus/grammar/<code>.py and register it in grammar/registry.py"
+            "To add one, write src/vgssl/corpus/grammar/data/<code>.yaml and <code>.py and register it in "
+            "grammar/registry.py"
         ) from None

@@ -11,6 +11,9 @@ Ties count against the query (a competitor scoring exactly as much as the right 
 a constant model scores no better than chance. Chance levels, for random rankings: k / images for speech ->
 image; for image -> speech, an image with c of the n captions hits with probability 1 − C(n − c, k) / C(n, k),
 averaged over the gallery. Recalls and chance levels are in %.
+
+It lives beside the model because training (retrieval on the valid captions) and `vgssl retrieval` both
+use it, and training does not import the evaluation package.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vgssl.corpus.audio import read_audio
-from vgssl.corpus.spokencoco import CaptionSet, ImageSource
-from vgssl.evaluate.features import SAMPLE_RATE, Utterance, length_batches
+from vgssl.audio.batch import pad_waveforms
+from vgssl.audio.frames import SAMPLE_RATE
+from vgssl.audio.io import read_audio
+from vgssl.audio.lengths import Utterance, length_batches
+from vgssl.data.captions import CaptionSet
+from vgssl.data.images import ImageSource
 from vgssl.model.vgs import VgsModel
 
 RETRIEVAL_FORMAT = "vgssl-retrieval-v1"
@@ -76,13 +82,7 @@ def embed_caption_set(
             )
         audio = torch.zeros(len(captions), model.grounding_config.joint_dim)
         for batch in length_batches(utterances, batch_seconds=batch_seconds, batchable=True):
-            waves = [torch.from_numpy(read_audio(u.path, sample_rate=SAMPLE_RATE)) for u in batch]
-            longest = max(wave.numel() for wave in waves)
-            wav = torch.zeros(len(waves), longest)
-            padding_mask = torch.ones(len(waves), longest, dtype=torch.bool)
-            for row, wave in enumerate(waves):
-                wav[row, : wave.numel()] = wave
-                padding_mask[row, : wave.numel()] = False
+            wav, padding_mask, _ = pad_waveforms([read_audio(u.path, sample_rate=SAMPLE_RATE) for u in batch])
             vectors = model.embed_audio(wav.to(device), padding_mask.to(device)).cpu()
             audio[[row_of_caption[u.key] for u in batch]] = vectors
     finally:

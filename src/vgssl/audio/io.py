@@ -1,4 +1,7 @@
-"""Audio file I/O: mono float32 in [-1, 1] at a known sample rate, 16-bit PCM wav on disk."""
+"""Audio file I/O: mono float32 in [-1, 1] at a known sample rate, 16-bit PCM wav on disk.
+
+The default rate is the frame convention's `SAMPLE_RATE` (vgssl.audio.frames), re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from vgssl.atomic import atomic_path
+from vgssl.audio.frames import SAMPLE_RATE
 from vgssl.errors import VgsslError
 
-SAMPLE_RATE = 16_000
+__all__ = ["SAMPLE_RATE", "BadAudioError", "audio_duration", "read_audio", "write_wav"]
 
 
 class BadAudioError(VgsslError):
@@ -61,6 +65,7 @@ def write_wav(
 
 
 def audio_duration(path: str | os.PathLike[str]) -> float:
+    """Seconds of audio in a file, from its header (nothing is decoded)."""
     import soundfile
 
     return soundfile.info(str(Path(path))).duration
