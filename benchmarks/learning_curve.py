@@ -106,7 +106,9 @@ def main() -> int:
     steps = demo_steps(args.study)
     total = round(steps * args.budget_factor)
     every = max(1, total // args.points)
-    overrides = {"max_steps": total, "checkpoint.every": every, "checkpoint.keep_last": args.points + 2}
+    # Keep every step file: validations also write one (best.pt), and a smaller keep_last would delete the
+    # early checkpoints before they are measured.
+    overrides = {"max_steps": total, "checkpoint.every": every, "checkpoint.keep_last": total}
     curves = {}
     for objective in ("ssl-a", "vgs+"):
         probe = Probe(args.study, args.corpus.resolve(), (args.out / objective).resolve(), objective,

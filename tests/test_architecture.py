@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parent.parent / "src"
-CORE = {"vgssl", "errors", "atomic", "yaml_config"}  # the package root (its version) and leaf modules
+CORE = {"vgssl", "errors", "atomic", "yaml_config", "locks"}  # the package root (version), leaf modules
 # What each package may import besides itself, following the data's path: core → audio → data →
 # (corpus | model) → train → evaluate → study → cli.
 ALLOWED = {
     "errors": set(),
     "atomic": {"errors"},
     "yaml_config": {"errors"},
+    "locks": {"errors"},
     "audio": CORE,
     "data": CORE | {"audio"},
     "corpus": CORE | {"audio", "data"},

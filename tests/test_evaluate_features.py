@@ -208,3 +208,52 @@ def test_unsupported_models_are_named_errors_that_say_what_was_found(tmp_path: P
         load_feature_model(str(tmp_path / "noise.pt"))
     with pytest.raises(UnsupportedModelError, match="no such file"):
         load_feature_model(str(tmp_path / "missing"))
+
+
+def _save_tiny_checkpoint(path: Path, *, seed: int, step: int) -> None:
+    from vgssl.model.config import ModelConfig
+    from vgssl.model.pretrained import CHECKPOINT_FORMAT
+    from vgssl.model.wav2vec2 import Wav2Vec2
+
+    config = ModelConfig(
+        dim=32, layers=2, heads=2, ffn_dim=64, pos_conv_groups=4, codevector_dim=32, final_dim=32
+    )
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CHECKPOINT_FORMAT, "step": step, **Wav2Vec2(config).checkpoint_entries()}, path)
+
+
+def test_features_of_a_run_trained_further_are_a_different_model(tmp_path: Path, capsys) -> None:
+    manifest = _audio_corpus(tmp_path, [1.0, 1.5])
+    run, out = tmp_path / "run", tmp_path / "features"
+    _save_tiny_checkpoint(run / "checkpoints" / "last.pt", seed=0, step=10)
+    assert main(["extract", str(run), str(manifest), str(out), "--device", "cpu"]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "1").rglob("*.pt")}
+    card = json.loads((out / "features.json").read_text())
+    assert card["model"]["checkpoint"]["step"] == 10 and len(card["model"]["checkpoint"]["sha256"]) == 64
+
+    _save_tiny_checkpoint(run / "checkpoints" / "last.pt", seed=1, step=20)  # same path, trained further
+    capsys.readouterr()
+    assert main(["extract", str(run), str(manifest), str(out), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "(step 10, sha256" in error and "(step 20, sha256" in error and "--overwrite" in error
+    assert {p.name: p.read_bytes() for p in (out / "1").rglob("*.pt")} == before  # nothing touched
+
+    assert main(["extract", str(run), str(manifest), str(out), "--device", "cpu", "--overwrite"]) == 0
+    assert json.loads((out / "features.json").read_text())["model"]["checkpoint"]["step"] == 20
+    assert {p.name: p.read_bytes() for p in (out / "1").rglob("*.pt")} != before
+
+
+def test_overwrite_replaces_every_layer_and_abx_reads_layers_from_the_card(tmp_path: Path) -> None:
+    from vgssl.evaluate.abx import layer_dirs
+
+    manifest = _audio_corpus(tmp_path, [1.0, 1.5])
+    out = tmp_path / "features"
+    checkpoint = _tiny_vgssl(tmp_path)
+    assert main(["extract", str(checkpoint), str(manifest), str(out), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    assert main(["extract", "mfcc", str(manifest), str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["0"]  # no layer of the old model left
+    assert list(layer_dirs(out)) == [0]
+    (out / "7").mkdir()  # a stray directory is not a layer of the model the card describes
+    assert list(layer_dirs(out)) == [0]

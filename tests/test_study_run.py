@@ -86,6 +86,10 @@ def test_the_tiny_preset_runs_end_to_end(tiny_study):
     assert report["setup"]["control"] == "caption-speech"
     assert report["setup"]["control_statement"].startswith("Control: every SSL-A run also heard")
     assert report["setup"]["control_statement"] in text
+    # One seed: the report says training variance is unmeasured and gives no share of replicates.
+    assert "One seed per condition: training variance" in text
+    assert "P(holds)" not in text and "replicates above 0" not in text
+    assert "the smallest difference this study could detect is about ±" in text
     # Budget matched: every run gets the smallest language's training speech.
     assert len({row["budget_hours"] for row in compute.values()}) == 1
 

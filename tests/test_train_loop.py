@@ -423,3 +423,16 @@ def test_the_gumbel_floor_is_reached_at_the_asked_fraction_of_training(corpus: P
     for step, temperature in ((0, 2.0), (125, 1.0), (250, 0.5), (900, 0.5)):
         encoder.set_num_updates(step)
         assert encoder.quantizer.temperature == pytest.approx(temperature, rel=1e-6)
+
+
+def test_a_second_trainer_on_one_run_dir_fails_at_once(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vgssl.locks import exclusive_lock
+
+    config = write_config(corpus, tmp_path, max_steps=2)
+    with exclusive_lock(tmp_path / "run", job="trainer"):
+        assert main(["train", str(config)]) == 2
+    assert f"in use by another trainer (PID {os.getpid()})" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert main(["train", str(config)]) == 0  # the lock is not in the way of the run's own files

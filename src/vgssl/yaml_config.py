@@ -52,7 +52,15 @@ def read_yaml_mapping(
     """The YAML file's top-level mapping and its node tree (for line numbers); `error` for anything else."""
     if not source.is_file():
         raise error(missing)
-    text = source.read_text(encoding="utf-8")
+    data = source.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        line = data[: problem.start].count(b"\n") + 1
+        raise error(
+            f"{source}:{line}: not UTF-8 text (byte {data[problem.start]:#04x} at offset {problem.start}); "
+            "save the file as UTF-8"
+        ) from None
     try:
         raw = yaml.load(text, Loader=StrictYamlLoader)
         root_node = yaml.compose(text, Loader=StrictYamlLoader)

@@ -26,6 +26,8 @@ def read_audio(path: str | os.PathLike[str], *, sample_rate: int = SAMPLE_RATE) 
     """Read a file as mono float32 at `sample_rate`, resampling (soxr) and down-mixing when needed."""
     import soundfile
 
+    if not Path(path).is_file():  # libsndfile would only say "System error."
+        raise BadAudioError(f"audio file not found: {path}")
     try:
         audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt or missing files

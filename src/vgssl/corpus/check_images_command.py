@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HELP = "check that every image of a caption JSON has a readable image file or precomputed features"
 DESCRIPTION = """\
 Read CAPTIONS.json (SpokenCOCO style) and report what training or retrieval would find: captions whose wav
-is missing, images whose file is missing or unreadable, and the image sizes (images of another size than
---image-size are resized when read). With --image-features DIR, check the precomputed features instead: one
-feature array per image, all of one shape, of dimension --dim when given (layouts: see
-vgssl.data.images). Exit status 0 when everything is usable, 1 when something is missing."""
+is missing or unreadable, images whose file is missing or unreadable, and the image sizes (images of
+another size than --image-size are resized when read). With --image-features DIR, check the precomputed
+features instead: one feature array per image, all of one shape, of dimension --dim when given (layouts:
+see vgssl.data.images). Exit status 0 when everything is usable, 1 when something is missing."""
+
+
+if TYPE_CHECKING:
+    from vgssl.data.captions import CaptionSet
 
 
 def _languages(text: str) -> list[str]:
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         require_image_files=args.image_features is None,
     )
     print(caption_set.summary())
-    problems = sum(caption_set.skipped.values())
+    problems = sum(caption_set.skipped.values()) + _check_wavs(caption_set)
     if args.image_features is not None:
         store = ImageFeatureStore(args.image_features, dim=args.dim)
         check = check_features(caption_set, store)
@@ -79,3 +84,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {other} images are not {args.image_size}x{args.image_size} and will be resized")
     print("ok" if problems == 0 else f"{problems} problem(s)")
     return 0 if problems == 0 else 1
+
+
+def _check_wavs(caption_set: CaptionSet) -> int:
+    """Open every caption's audio (its header: cheap); print and count the ones that cannot be read."""
+    import soundfile
+
+    unreadable = 0
+    for caption in caption_set.captions:
+        try:
+            info = soundfile.info(str(caption.wav))
+            if info.frames == 0:
+                raise ValueError("it holds no samples")
+        except Exception as error:  # soundfile raises several types for corrupt files
+            print(f"  cannot read caption audio {caption.wav} (caption {caption.uttid}): {error}")
+            unreadable += 1
+    print(f"caption audio: {len(caption_set.captions) - unreadable} of {len(caption_set.captions)} readable")
+    return unreadable

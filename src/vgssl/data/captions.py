@@ -198,8 +198,9 @@ def _parse_caption(
     language = raw.get("lang") or default_language
     if language is None:
         raise CaptionSetError(
-            f'{where} (image {image_id}): the caption has no "lang" field; give the set\'s language '
-            "(default_language / --language)"
+            f'{where} (image {image_id}): the caption has no "lang" field; give the set\'s language: '
+            "captions.train[i].language (or captions.valid.language) in a training config, --language on "
+            "the command line"
         )
     return Caption(
         uttid=str(raw.get("uttid") or Path(raw["wav"]).stem),

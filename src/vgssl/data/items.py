@@ -67,6 +67,7 @@ class ItemFile:
         with self.path.open(encoding="utf-8") as handle:
             handle.readline()
             for number, line in enumerate(handle, start=2):
+                _refuse_tabs(self.path, number, line)
                 fields = line.split()
                 if not fields:
                     continue
@@ -85,7 +86,9 @@ def read_item_file(path: str | os.PathLike[str], *, columns: Sequence[str] = ())
     if item_file.suffix != ".item":
         raise ItemFileError(f"{item_file}: item files must be space-separated and end in .item")
     with item_file.open(encoding="utf-8") as handle:
-        header = handle.readline().split()
+        first = handle.readline()
+    _refuse_tabs(item_file, 1, first)
+    header = first.split()
     missing = [column for column in columns if column not in header]
     if missing:
         raise ItemFileError(
@@ -105,10 +108,20 @@ def _item_fields(path: str | os.PathLike[str]) -> Iterator[list[str]]:
     """The fields of every non-blank line below the header, unchecked."""
     with Path(path).open(encoding="utf-8") as handle:
         handle.readline()
-        for line in handle:
+        for number, line in enumerate(handle, start=2):
+            _refuse_tabs(Path(path), number, line)
             fields = line.split()
             if fields:
                 yield fields
+
+
+def _refuse_tabs(path: Path, number: int, line: str) -> None:
+    """fastabx reads item files as space-separated; a tab would reach it as part of a field."""
+    if "\t" in line:
+        raise ItemFileError(
+            f"{path}:{number}: the fields are separated by tabs; item files are space-separated (ZeroSpeech "
+            "format): convert it with `tr '\\t' ' '`"
+        )
 
 
 def has_items(path: str | os.PathLike[str]) -> bool:

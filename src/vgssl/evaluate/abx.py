@@ -155,6 +155,7 @@ class CheckedFeatureLoader:
         self.layer_dir = layer_dir
         self.needs = needs
         self.dim: int | None = None
+        self.first: Path | None = None  # the file `dim` was taken from
 
     def __call__(self, path: str | os.PathLike[str]) -> torch.Tensor:
         path = Path(path)
@@ -167,9 +168,9 @@ class CheckedFeatureLoader:
             )
             raise BadFeaturesError(f"{path} must hold a 2-D float (T, D) tensor, found {found}")
         if self.dim is None:
-            self.dim = features.shape[1]
+            self.dim, self.first = features.shape[1], path
         elif features.shape[1] != self.dim:
-            raise BadFeaturesError(f"{path} has dimension {features.shape[1]}, other files have {self.dim}")
+            raise self._odd_one_out(path, features.shape[1])
         if not torch.isfinite(features).all():
             raise NonFiniteFeaturesError(
                 f"{path} holds NaN or infinite values; re-extract it or fix the model"
@@ -183,11 +184,37 @@ class CheckedFeatureLoader:
             )
         return features
 
+    def _odd_one_out(self, path: Path, dim: int) -> BadFeaturesError:
+        """Two files disagree: count the dimensions of (up to) 50 files and name the minority's."""
+        counts: dict[int, list[Path]] = {}
+        for other in sorted(self.layer_dir.rglob("*.pt"))[:50]:
+            tensor = torch.load(other, map_location="cpu", weights_only=True)
+            if isinstance(tensor, torch.Tensor) and tensor.ndim == 2:
+                counts.setdefault(tensor.shape[1], []).append(other)
+        usual = max(counts, key=lambda d: len(counts[d]), default=self.dim)
+        odd, odd_dim = (path, dim) if dim != usual else (self.first, self.dim)
+        return BadFeaturesError(
+            f"{odd} has dimension {odd_dim}, but the other files of {self.layer_dir} have {usual} "
+            f"({len(counts.get(usual, []))} of the {sum(map(len, counts.values()))} checked); re-extract it"
+        )
+
 
 def layer_dirs(features_dir: Path) -> dict[int, Path]:
-    """The layer subdirectories (named by integers) of an extraction directory."""
+    """The layer subdirectories of an extraction directory: those its features.json lists (`vgssl extract`
+    writes it; a directory not listed there is not this model's), else every integer-named subdirectory."""
+    from vgssl.evaluate.features import read_features_card
+
     if not features_dir.is_dir():
         raise BadOptionError(f"FEATURES {features_dir} is not a directory; make it with `vgssl extract`")
+    card = read_features_card(features_dir)
+    if card is not None and "layers" in card:
+        missing = [layer for layer in card["layers"] if not (features_dir / str(layer)).is_dir()]
+        if missing:
+            raise BadOptionError(
+                f"{features_dir}/features.json lists layer(s) {missing} that have no directory; rerun "
+                "`vgssl extract` into it"
+            )
+        return {int(layer): features_dir / str(layer) for layer in sorted(card["layers"])}
     found = {int(p.name): p for p in features_dir.iterdir() if p.is_dir() and p.name.isdigit()}
     if not found:
         raise BadOptionError(

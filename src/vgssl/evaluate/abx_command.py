@@ -90,8 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_output(out: Path, *, overwrite: bool) -> None:
     if out.suffix != ".json":
         raise BadOptionError(f"--out {out} must end in .json (the CSV twin gets the same name with .csv)")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    twin = out.with_suffix(".csv")  # the pair is one output: neither half is replaced alone
+    existing = [path for path in (out, twin) if path.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{' and '.join(map(str, existing))} exist(s); --out writes {out.name} and {twin.name} together: "
+            "pass --overwrite to replace them, or choose another --out"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

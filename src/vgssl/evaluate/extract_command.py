@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,11 +88,39 @@ def read_source(source: Path, *, audio_root: Path | None) -> list[Utterance]:
             f"{len(missing)} of {len(keys)} files named in {source} have no audio under {root} "
             f"(tried {', '.join(AUDIO_EXTENSIONS)}), e.g. {', '.join(missing[:5])}; pass --audio-root"
         )
+    _check_items_inside_audio(source, {u.key: u for u in utterances})
     return utterances
 
 
+def _check_items_inside_audio(source: Path, utterances: dict[str, Utterance]) -> None:
+    """Refuse items that end past their file (by more than half a frame), naming the first lines: `abx`
+    would otherwise find no frames there and blame the features."""
+    from vgssl.audio.frames import FRAME_SHIFT, SAMPLE_RATE
+    from vgssl.data.items import ItemFileError, read_item_file
+
+    item_file = read_item_file(source, columns=("#file", "onset", "offset"))
+    at_file, at_offset = item_file.header.index("#file"), item_file.header.index("offset")
+    outside = []
+    for number, fields in item_file.rows():
+        utterance = utterances[fields[at_file]]
+        seconds = utterance.num_samples / SAMPLE_RATE
+        if float(fields[at_offset]) > seconds + FRAME_SHIFT / 2:
+            outside.append(f"{source}:{number}: item of {fields[at_file]} ends at {fields[at_offset]} s, "
+                           f"but {utterance.path} lasts {seconds:.3f} s")  # fmt: skip
+    if outside:
+        raise ItemFileError(
+            f"{len(outside)} item(s) end past their audio; the first: "
+            + "; ".join(outside[:3])
+            + ". Check the item file's times (seconds) and its --audio-root"
+        )
+
+
 def _check_same_model(out: Path, card: dict, *, overwrite: bool) -> list[int]:
-    """Layers already recorded for this model in OUT; refuse to mix models in one directory."""
+    """Layers already recorded for this model in OUT; refuse to mix models in one directory.
+
+    With `overwrite`, the features of another model are removed whole (every layer directory), so that OUT
+    never holds layers of two models under one card.
+    """
     from vgssl.evaluate.features import read_features_card
 
     previous = read_features_card(out)
@@ -99,12 +128,24 @@ def _check_same_model(out: Path, card: dict, *, overwrite: bool) -> list[int]:
         return []
     if previous.get("model") != card["model"]:
         if overwrite:
+            for layer_dir in [p for p in out.iterdir() if p.is_dir() and p.name.isdigit()]:
+                shutil.rmtree(layer_dir)
             return []
         raise ModelMismatchError(
-            f"{out} holds features of {previous.get('model')}, not of {card['model']}; "
-            f"choose another OUT or pass --overwrite"
+            f"{out} holds features of {_summary(previous.get('model'))}, not of {_summary(card['model'])}; "
+            f"choose another OUT or pass --overwrite (which replaces them all)"
         )
     return list(previous.get("layers", []))
+
+
+def _summary(model: object) -> str:
+    """A model description for a message: a checkpoint by its file, step and hash, anything else as is."""
+    if isinstance(model, dict) and isinstance(model.get("checkpoint"), dict):
+        checkpoint = model["checkpoint"]
+        return (
+            f"checkpoint {checkpoint['file']} (step {checkpoint['step']}, sha256 {checkpoint['sha256'][:12]})"
+        )
+    return str(model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"OUT {args.out} exists and is not a directory")
     device = resolve_device(args.device)
     utterances = read_source(args.source, audio_root=args.audio_root)
+    if not utterances:
+        raise BadOptionError(f"SOURCE {args.source} lists no audio (a header only?); nothing to extract")
     model = load_feature_model(args.model)
     layers = parse_layers(args.layers, range(model.num_layers()))
     card = features_card(model, layers=layers, source=args.source)

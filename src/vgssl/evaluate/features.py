@@ -138,10 +138,11 @@ class BaselineModel(FeatureModel):
 
 class VgsslModel(FeatureModel):
     def __init__(self, path: Path) -> None:
-        from vgssl.model.pretrained import load_model
+        from vgssl.model.pretrained import checkpoint_identity, load_model
 
         self.source = path
         self.model = load_model(path).eval()
+        self.checkpoint = checkpoint_identity(path)
         if self.model.frame_rate != FRAME_RATE:
             raise FrameRateError(
                 f"vgssl model {path} runs at {self.model.frame_rate} Hz; ABX here assumes 50 Hz"
@@ -152,6 +153,7 @@ class VgsslModel(FeatureModel):
         return {
             "kind": "vgssl",
             "source": str(self.source.resolve()),
+            "checkpoint": self.checkpoint,  # file, step and content hash: features of a retrained run differ
             "frontend": config.frontend,
             "input_normalization": {
                 "fbank_normalization": config.fbank_normalization,

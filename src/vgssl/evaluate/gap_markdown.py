@@ -52,7 +52,7 @@ def markdown(report: GapReport) -> str:
         "",
         "## Hypotheses",
         "",
-        "| scope | hypothesis | difference (points) | 95 % CI | P(holds) | held |",
+        "| scope | hypothesis | difference (points) | 95 % CI | replicates > 0 | held |",
         "|---|---|---|---|---|---|",
     ]
     for h in report.hypotheses:

@@ -28,13 +28,12 @@ from tqdm import tqdm
 
 from vgssl import __version__
 from vgssl.data.items import LANGUAGE_COLUMNS, item_labels
-from vgssl.errors import BadOptionError
 from vgssl.evaluate.abx import (
     CanonicalSubsampler,
     collapsed_cells,
     last_frame_convention,
-    layer_dirs,
     load_checked_dataset,
+    requested_layer_dirs,
 )
 from vgssl.evaluate.features import read_features_card
 from vgssl.evaluate.results import AbxResult, ConditionScore, Conventions, RunTag
@@ -89,10 +88,7 @@ def run_language_abx(
     progress: bool = True,
 ) -> AbxResult:
     """Language ABX error (%) for every layer, with its per-language-pair cells."""
-    dirs = layer_dirs(features_dir)
-    missing = [layer for layer in layers if layer not in dirs]
-    if missing:
-        raise BadOptionError(f"layer(s) {missing} not in {features_dir}; it has layers {list(dirs)}")
+    dirs = requested_layer_dirs(features_dir, layers)
     scores = [
         language_abx_layer(
             item_file, dirs[layer], layer=layer, max_size_group=max_size_group,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import torch
@@ -77,6 +78,23 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"not a {CHECKPOINT_FORMAT!r} checkpoint"
         )
     return checkpoint
+
+
+def checkpoint_identity(path: str | Path) -> dict[str, Any]:
+    """Which checkpoint a file (or run directory) is: its resolved file, training step and content hash.
+
+    Features record it, so that features of one checkpoint are never taken for another's (a run trained
+    further keeps its path but not its weights)."""
+    import hashlib
+
+    file = find_checkpoint(path).resolve()
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    step = state.get("step") if isinstance(state, dict) else None
+    return {"file": str(file), "step": step, "sha256": digest.hexdigest()}
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> Wav2Vec2:

@@ -171,6 +171,7 @@ def _hypotheses(report: dict[str, Any]) -> list[str]:
         [(QUANTITY_NAMES[key], _ci(row["ours"]), f"{row['paper']:.2f}") for key, row in comparison.items()],
     )
     hypotheses = [h for h in report["gap_analysis"].get("hypotheses", []) if h["scope"] == "average"]
+    single_seed = len(report["setup"]["seeds"]) == 1
     for statement, (first, second) in PAPER_STATEMENTS.items():
         paper = f"the paper: {comparison[first]['paper']:.2f} % vs {comparison[second]['paper']:.2f} % (held)"
         found = next((h for h in hypotheses if h["statement"] == statement), None)
@@ -187,10 +188,21 @@ def _hypotheses(report: dict[str, Any]) -> list[str]:
         certainty = (
             "its 95 % interval excludes 0" if found["ci_excludes_zero"] else "its 95 % interval includes 0"
         )
+        difference = found["difference"]
+        half_width = (difference["high"] - difference["low"]) / 2
+        share = "" if single_seed else f", {100 * found['probability']:.1f} % of the replicates above 0"
         lines.append(
-            f"* **{statement}**: {verdict} here — difference {_ci(found['difference'])} points, "
-            f"{certainty}, P(holds) = {found['probability']:.3f} over bootstrap replicates; {paper}."
+            f"* **{statement}**: {verdict} here — difference {_ci(difference)} points, {certainty}{share}; "
+            f"the smallest difference this study could detect is about ±{half_width:.1f} points (the "
+            f"interval's half-width); {paper}."
         )
+    if single_seed:
+        lines += [
+            "",
+            "One seed per condition: training variance — the largest source of noise at this scale — is not "
+            "measured. The intervals above resample ABX cells of one trained model each and are too narrow "
+            "for a verdict; give the study several `seeds` to measure it.",
+        ]
     return [*lines, ""]
 
 

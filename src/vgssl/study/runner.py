@@ -22,6 +22,7 @@ import yaml
 
 from vgssl.atomic import atomic_write_json, atomic_write_text
 from vgssl.evaluate.results import RunTag
+from vgssl.locks import exclusive_lock
 from vgssl.study.config import StudyConfigError, StudyFile, load_study_config
 from vgssl.study.corpus import StudyCorpus, build_if_missing, locate_corpus, study_languages, train_hours
 from vgssl.study.evaluation import (
@@ -58,43 +59,47 @@ def run_study(
         objectives=config.objectives, languages=languages, seeds=config.seeds, pairwise=config.pairwise
     )
     plan_runs(study, runs, corpus, layout, hours=None)  # every config checked before the corpus build
-    layout.out.mkdir(parents=True, exist_ok=True)
-    _check_settings(layout, study, corpus)
-    write(f"study {study.path}: {len(runs)} runs on {', '.join(languages)} -> {layout.out}")
-    stages = StageLog(total=2 * len(runs) + 3, write=write)
-    failed: list[str] = []
+    # One study per OUT: a second `vgssl study` on it fails at once, naming the PID of the first.
+    with exclusive_lock(layout.out, job="study"):
+        layout.out.mkdir(parents=True, exist_ok=True)
+        _check_settings(layout, study, corpus)
+        write(f"study {study.path}: {len(runs)} runs on {', '.join(languages)} -> {layout.out}")
+        stages = StageLog(total=2 * len(runs) + 3, write=write)
+        failed: list[str] = []
 
-    started = time.perf_counter()
-    was_missing = corpus.build_spec is not None
-    corpus = build_if_missing(corpus, workers=config.corpus.workers or os.cpu_count() or 1, progress=progress)
-    took = format_duration(time.perf_counter() - started)
-    stages.line("corpus", f"built {corpus.path} in {took}" if was_missing else f"using {corpus.path}")
+        started = time.perf_counter()
+        was_missing = corpus.build_spec is not None
+        corpus = build_if_missing(
+            corpus, workers=config.corpus.workers or os.cpu_count() or 1, progress=progress
+        )
+        took = format_duration(time.perf_counter() - started)
+        stages.line("corpus", f"built {corpus.path} in {took}" if was_missing else f"using {corpus.path}")
 
-    hours = _matched_hours(study, corpus, languages)
-    plans = plan_runs(study, runs, corpus, layout, hours=hours)
-    trained = []
-    for plan in plans:
-        ok, message = _train(plan, study, progress)
-        stages.line(plan.run.label, message)
-        if ok:
-            trained.append(plan)
-        else:
-            failed.append(f"{plan.run.label}: training")
+        hours = _matched_hours(study, corpus, languages)
+        plans = plan_runs(study, runs, corpus, layout, hours=hours)
+        trained = []
+        for plan in plans:
+            ok, message = _train(plan, study, progress)
+            stages.line(plan.run.label, message)
+            if ok:
+                trained.append(plan)
+            else:
+                failed.append(f"{plan.run.label}: training")
 
-    failed += _baselines(study, corpus, layout, languages, stages, progress)
-    for plan in plans:
-        if plan not in trained:
-            stages.line(plan.run.label, "evaluation not possible (training failed)")
-            continue
-        ok, message = _evaluate_run(plan, corpus, study, progress)
-        stages.line(plan.run.label, message)
-        if not ok:
-            failed.append(f"{plan.run.label}: evaluation")
+        failed += _baselines(study, corpus, layout, languages, stages, progress)
+        for plan in plans:
+            if plan not in trained:
+                stages.line(plan.run.label, "evaluation not possible (training failed)")
+                continue
+            ok, message = _evaluate_run(plan, corpus, study, progress)
+            stages.line(plan.run.label, message)
+            if not ok:
+                failed.append(f"{plan.run.label}: evaluation")
 
-    started = time.perf_counter()
-    report = write_report(study, corpus, layout, plans, languages, hours=hours)
-    stages.line("report", f"written in {format_duration(time.perf_counter() - started)}: {report}")
-    return StudyOutcome(report=report, failed=failed)
+        started = time.perf_counter()
+        report = write_report(study, corpus, layout, plans, languages, hours=hours)
+        stages.line("report", f"written in {format_duration(time.perf_counter() - started)}: {report}")
+        return StudyOutcome(report=report, failed=failed)
 
 
 def _check_settings(layout: StudyLayout, study: StudyFile, corpus: StudyCorpus) -> None:

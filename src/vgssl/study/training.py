@@ -23,10 +23,11 @@ an interrupted run continue where its last checkpoint left off. The child's outp
 from __future__ import annotations
 
 import copy
+import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,8 +261,28 @@ def hours_seen(train_dir: Path) -> dict[str, float] | None:
     return None if seconds is None else {source: value / 3600 for source, value in seconds.items()}
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 class TrainingFailedError(VgsslError):
     """The training process of a run exited with an error; the message is the trainer's own."""
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """A `preexec_fn` (Linux): the child asks the kernel for SIGTERM when its parent dies, so a trainer never
+    outlives a killed `vgssl study`, even on SIGKILL, which runs no clean-up of ours. Elsewhere: a no-op."""
+
+    def arm() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
@@ -273,7 +294,13 @@ def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
     with plan.paths.launch_log.open("a", encoding="utf-8") as log:
         log.write(f"=== {datetime.now(UTC).isoformat(timespec='seconds')} {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         bar = tqdm(
             total=plan.config.max_steps,
             initial=logged_step(plan.paths.train_dir),

@@ -21,6 +21,7 @@ import yaml
 
 from vgssl.atomic import atomic_path, atomic_torch_save, atomic_write_text
 from vgssl.errors import VgsslError
+from vgssl.locks import LOCK_FILE
 from vgssl.train.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -59,7 +60,7 @@ def prepare_run_dir(config: TrainConfig) -> Literal["new", "resume", "extend"]:
                 f"{run_dir} first."
             )
         return "resume"
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(path.name != LOCK_FILE for path in run_dir.iterdir()):
         raise RunDirConflictError(
             f"{run_dir} is not empty and has no {CONFIG_FILE}, so it is not a vgssl run directory; "
             "pass another --run-dir or empty it"

@@ -23,6 +23,10 @@ from vgssl.train.config import ManifestSource
 from vgssl.train.mixture import Utterance
 
 LOGGER = logging.getLogger("vgssl.train")
+# Samples by which a file may differ from its manifest line (resampling rounds the length).
+LENGTH_TOLERANCE = 2
+# A file whose mono peak stays below this (~ -80 dBFS) holds nothing to learn from.
+SILENCE_PEAK = 1e-4
 
 
 class MissingAudioRootError(VgsslError):
@@ -95,7 +99,7 @@ def load_split(
 
 @dataclass(frozen=True)
 class AudioProblem:
-    kind: Literal["unreadable", "sample_rate"]
+    kind: Literal["unreadable", "sample_rate", "length", "silent"]
     utt_id: str
     message: str
 
@@ -169,11 +173,39 @@ class AudioDataset(torch.utils.data.Dataset[Item]):
             audio = read_audio(utterance.path, sample_rate=self.sample_rate)
         except BadAudioError as error:
             return Item(utterance.utt_id, None, AudioProblem("unreadable", utterance.utt_id, str(error)))
+        problem = self._length_problem(utterance, len(audio))
+        if problem is None and float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
+            problem = AudioProblem(
+                "silent",
+                utterance.utt_id,
+                f"{utterance.path} is silent (peak below {SILENCE_PEAK:g} after down-mixing to mono; e.g. "
+                "stereo channels that cancel); check the recording or remove it from the manifest",
+            )
+        if problem is not None:
+            return Item(utterance.utt_id, None, problem)
         if len(audio) > self.max_samples:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             offset = int(rng.integers(0, len(audio) - self.max_samples + 1))
             audio = audio[offset : offset + self.max_samples]
         return Item(utterance.utt_id, audio)
+
+    def _length_problem(self, utterance: Utterance, samples: int) -> AudioProblem | None:
+        """A file that does not hold the samples its manifest line says (truncated data behind an intact
+        header, or a stale manifest); a manifest may count them at the file's own rate."""
+        if abs(samples - utterance.num_samples) <= LENGTH_TOLERANCE:
+            return None
+        import soundfile
+
+        file_rate = soundfile.info(str(utterance.path)).samplerate
+        if abs(samples - round(utterance.num_samples * self.sample_rate / file_rate)) <= LENGTH_TOLERANCE:
+            return None
+        return AudioProblem(
+            "length",
+            utterance.utt_id,
+            f"{utterance.path} holds {samples} samples at {self.sample_rate} Hz, but {utterance.source} says "
+            f"{utterance.num_samples}: the file is truncated or the manifest is stale; replace the file or "
+            "regenerate the manifest",
+        )
 
     def _sample_rate_problem(self, utterance: Utterance) -> AudioProblem | None:
         import soundfile

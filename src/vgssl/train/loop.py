@@ -13,6 +13,7 @@ checkpoint files (`checkpoint`), logging set-up (`logs`), devices and precision 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vgssl.locks import exclusive_lock
 from vgssl.model.pretrained import CHECKPOINT_FORMAT, init_from_hf
 from vgssl.model.vgs import VgsModel
 from vgssl.model.wav2vec2 import Wav2Vec2
@@ -89,17 +91,20 @@ class TrainResult:
 def train(config: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
     """Train (or resume) the run in `config.run_dir`; stop after step `stop_at` if given (checkpointed)."""
     context = setup_distributed()
+    # One trainer per run directory: rank 0 holds its lock for the whole run (a second trainer fails at once).
+    lock = exclusive_lock(config.run_dir, job="trainer") if context.is_main else contextlib.nullcontext()
     try:
-        prepared = prepare_run_dir(config) if context.is_main else None
-        barrier(context)
-        with log_to_run_dir(config.run_dir, context):
-            if prepared == "extend":
-                LOGGER.info(
-                    "extending %s to %d steps (config.yaml updated)", config.run_dir, config.max_steps
-                )
-            result = Trainer(config, context).run(stop_at=stop_at)
-        # Leave together: a rank that tears gloo down while another still talks to it can abort the job.
-        barrier(context)
+        with lock:
+            prepared = prepare_run_dir(config) if context.is_main else None
+            barrier(context)
+            with log_to_run_dir(config.run_dir, context):
+                if prepared == "extend":
+                    LOGGER.info(
+                        "extending %s to %d steps (config.yaml updated)", config.run_dir, config.max_steps
+                    )
+                result = Trainer(config, context).run(stop_at=stop_at)
+            # Leave together: a rank that tears gloo down while another still talks to it can abort the job.
+            barrier(context)
         return result
     finally:
         teardown_distributed(context)
@@ -183,7 +188,7 @@ class Trainer:
         self.validator.load_state(state)
         if self.step >= self.config.max_steps:  # finished: `run` only says so, whatever the launch
             return
-        where = self.checkpoint_path
+        where = last_checkpoint_path(self.run_dir)
         if state["world_size"] != self.context.world_size:
             raise ResumeError(
                 f"{where} was written by a run with {state['world_size']} ranks, but this one has "
@@ -212,8 +217,9 @@ class Trainer:
         end = config.max_steps if stop_at is None else min(stop_at, config.max_steps)
         if self.step >= end:
             done = self.step >= config.max_steps
-            where = f"finished at step {self.step}" if done else f"at step {self.step}, past the stop {end}"
-            LOGGER.info("run %s is already %s (%s); nothing to do", self.run_dir, where, self.checkpoint_path)
+            state = f"finished at step {self.step}" if done else f"at step {self.step}, past the stop {end}"
+            last = last_checkpoint_path(self.run_dir)
+            LOGGER.info("run %s is already %s (%s); nothing to do", self.run_dir, state, last)
             return self._result()
         # Layer drop leaves layers unused on some ranks, and a grounded model's SSL and grounding passes
         # each leave the other's branch unused; DDP must be told, or it waits for their gradients.
@@ -246,10 +252,6 @@ class Trainer:
     def _result(self) -> TrainResult:
         finished = self.step >= self.config.max_steps
         return TrainResult(self.run_dir, self.step, finished, self.validator.best_valid_loss)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return last_checkpoint_path(self.run_dir)
 
     def _train_until(self, end: int, network: nn.Module, metrics: MetricsLogger, progress: tqdm) -> None:
         config = self.config
