@@ -157,3 +157,13 @@ def test_modules_stay_readable_in_one_sitting() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert long == {}
+
+
+def test_every_module_imports() -> None:
+    """A module whose imports name something that does not exist fails here, not in the first test that
+    happens to load it lazily."""
+    import importlib
+
+    for module in sorted(import_graph()):
+        if module != "vgssl.__main__":
+            importlib.import_module(module)

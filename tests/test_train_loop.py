@@ -57,6 +57,7 @@ def babble(rng: np.random.Generator, seconds: float) -> np.ndarray:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
+    lengths = {}
     for language in ("en", "fr"):
         for split, count in (("train", 10), ("valid", 3)):
             entries = []
@@ -65,10 +66,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 audio = babble(rng, rng.uniform(1.0, 2.5))
                 write_wav(root / "audio" / path, audio)
                 entries.append(ManifestEntry(path, len(audio), language, "s0"))
+                lengths[path] = len(audio)
             write_manifest(root / f"{language}_{split}.tsv", "audio", entries)
     (root / "audio" / "broken.wav").write_bytes(b"RIFF\x00\x00 this is not audio")
     entries = [ManifestEntry("broken.wav", 24_000, "en")]
-    entries += [ManifestEntry(f"en/train/{i:02d}.wav", 24_000, "en") for i in range(10)]
+    entries += [
+        ManifestEntry(f"en/train/{i:02d}.wav", lengths[f"en/train/{i:02d}.wav"], "en") for i in range(10)
+    ]
     write_manifest(root / "en_broken.tsv", "audio", entries)
     return root
 

@@ -224,6 +224,15 @@ def layer_dirs(features_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def requested_layer_dirs(features_dir: Path, layers: Sequence[int]) -> dict[int, Path]:
+    """`layer_dirs`, refusing any of `layers` the extraction directory lacks."""
+    dirs = layer_dirs(features_dir)
+    missing = [layer for layer in layers if layer not in dirs]
+    if missing:
+        raise BadOptionError(f"layer(s) {missing} not in {features_dir}; it has layers {list(dirs)}")
+    return dirs
+
+
 def load_checked_dataset(
     item_file: Path, layer_dir: Path, *, columns: Sequence[str], device: torch.device
 ) -> Dataset:
@@ -297,10 +306,7 @@ def run_phone_abx(
     progress: bool = True,
 ) -> AbxResult:
     """Phone ABX error (%) for every layer × speaker × context, with the collapsed cells of each."""
-    dirs = layer_dirs(features_dir)
-    missing = [layer for layer in layers if layer not in dirs]
-    if missing:
-        raise BadOptionError(f"layer(s) {missing} not in {features_dir}; it has layers {list(dirs)}")
+    dirs = requested_layer_dirs(features_dir, layers)
     scores = []
     bar = tqdm(total=len(layers) * len(speakers) * len(contexts), desc="phone ABX", disable=not progress)
     for layer in layers:

@@ -268,19 +268,24 @@ class TrainingFailedError(VgsslError):
     """The training process of a run exited with an error; the message is the trainer's own."""
 
 
-def die_with_parent(parent: int) -> Callable[[], None]:
+def die_with_parent(parent: int) -> Callable[[], None] | None:
     """A `preexec_fn` (Linux): the child asks the kernel for SIGTERM when its parent dies, so a trainer never
-    outlives a killed `vgssl study`, even on SIGKILL, which runs no clean-up of ours. Elsewhere: a no-op."""
+    outlives a killed `vgssl study`, even on SIGKILL, which runs no clean-up of ours. None elsewhere.
+
+    libc is loaded here, in the parent: between fork and exec the child may only call what is ready (an
+    import there can fail under threads)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    term = int(signal.SIGTERM)
 
     def arm() -> None:
-        if not sys.platform.startswith("linux"):
-            return
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the request took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), term)
 
     return arm
 
@@ -299,7 +304,7 @@ def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(os.getpid()),
         )
         bar = tqdm(
             total=plan.config.max_steps,
