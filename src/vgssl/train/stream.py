@@ -31,10 +31,6 @@ class EpochSampler(Protocol):
     def rank_batches(self, epoch: int) -> list[list[int]]: ...
 
 
-class EpochDataset(Protocol):
-    def set_epoch(self, epoch: int) -> None: ...
-
-
 @dataclass(frozen=True)
 class LoaderOptions:
     num_workers: int
