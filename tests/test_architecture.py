@@ -24,9 +24,10 @@ ALLOWED = {
     "data": CORE | {"audio"},
     "corpus": CORE | {"audio", "data"},
     "model": CORE | {"audio", "data"},
+    "prepare": CORE | {"audio", "data"},
     "train": CORE | {"audio", "data", "model"},
     "evaluate": CORE | {"audio", "data", "model", "train"},
-    "study": CORE | {"audio", "data", "corpus", "model", "train", "evaluate"},
+    "study": CORE | {"audio", "data", "corpus", "prepare", "model", "train", "evaluate"},
 }
 
 

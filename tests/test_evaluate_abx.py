@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 from pathlib import Path
 
 import fastabx
@@ -197,3 +198,154 @@ def test_subsampling_does_not_depend_on_the_order_polars_returns_cells_in(tmp_pa
     assert subsample(CanonicalSubsampler(10, 2, 0), orders[0]).equals(
         subsample(CanonicalSubsampler(10, 2, 0), orders[1])
     )
+
+
+# --- Libri-Light / ZeroSpeech 2021 slicing (each item's last frame dropped) -------------------------------
+
+
+def noisy_planted_corpus(root: Path, *, seed: int = 0) -> tuple[Path, list[tuple[str, int, int, str, str]]]:
+    """One-hot phone features buried in noise (so ABX errs and slicing matters), central-phone items of 3 to
+    7 frames; returns the item file and the items as (file, first frame, end frame, phone, speaker)."""
+    rng = np.random.default_rng(seed)
+    rows, items = ["#file onset offset #phone prev-phone next-phone speaker"], []
+    for speaker in SPEAKERS[:2]:
+        for index in range(5):
+            key = f"{speaker}/utt{index:02d}"
+            sequence = rng.integers(0, len(PHONES), 12)
+            bounds = np.concatenate([[1], 1 + np.cumsum(rng.integers(3, 8, len(sequence)))])
+            features = torch.from_numpy(rng.normal(0.0, 0.9, (int(bounds[-1]) + 2, len(PHONES)))).float()
+            for j, (phone, start, end) in enumerate(zip(sequence, bounds[:-1], bounds[1:], strict=True)):
+                features[start:end, phone] += 1.0
+                # the item's last frame looks like the next phone, so dropping it changes the distances
+                if j + 1 < len(sequence):
+                    features[end - 1, sequence[j + 1]] += 1.0
+                if 0 < j < len(sequence) - 1:
+                    prev, nxt = PHONES[sequence[j - 1]], PHONES[sequence[j + 1]]
+                    rows.append(
+                        f"{key} {start * 0.02:.2f} {end * 0.02:.2f} {PHONES[phone]} {prev} {nxt} {speaker}"
+                    )
+                    items.append((key, int(start), int(end), PHONES[phone], speaker))
+            (root / "features" / "0" / speaker).mkdir(parents=True, exist_ok=True)
+            torch.save(features, root / "features" / "0" / f"{key}.pt")
+    item = root / "items" / "en_test_phoneme.item"
+    item.parent.mkdir(parents=True, exist_ok=True)
+    item.write_text("\n".join(rows) + "\n")
+    return item, items
+
+
+def _reference_dtw(x: np.ndarray, y: np.ndarray) -> float:
+    """Angular distance (arccos of the cosine, over pi) aligned by DTW, divided by the path length."""
+    d = np.arccos(np.clip(x @ y.T, -1.0, 1.0)) / np.pi
+    n, m = d.shape
+    cost = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            before = (
+                [cost[i - 1, j]] * (i > 0) + [cost[i, j - 1]] * (j > 0) + [cost[i - 1, j - 1]] * (i * j > 0)
+            )
+            cost[i, j] = d[i, j] + (min(before) if before else 0.0)
+    i, j, length = n - 1, m - 1, 1
+    while i > 0 and j > 0:
+        diag, left, up = cost[i - 1, j - 1], cost[i, j - 1], cost[i - 1, j]
+        if diag <= left and diag <= up:
+            i, j = i - 1, j - 1
+        elif left <= up:
+            j -= 1
+        else:
+            i -= 1
+        length += 1
+    return float(cost[-1, -1] / (length + i + j))
+
+
+def reference_within_speaker_any_context(
+    root: Path, items: list[tuple[str, int, int, str, str]], *, drop_last: bool
+) -> float:
+    """A slow, independent within-speaker / any-context phone ABX error (%), no subsampling: per speaker and
+    ordered phone pair (a, b), the share of triplets (A, X of phone a, A != X; B of phone b) with
+    d(A, X) > d(B, X) (ties count half); averaged over speakers, then over phone pairs."""
+    segments = []
+    for key, start, end, _, _ in items:
+        frames = torch.load(root / "features" / "0" / f"{key}.pt", weights_only=True).double().numpy()
+        segment = frames[start : end - 1 if drop_last else end]
+        segments.append(segment / np.linalg.norm(segment, axis=1, keepdims=True))
+    cells: dict[tuple[str, str], list[float]] = {}
+    for speaker in sorted({item[4] for item in items}):
+        mine = [n for n, item in enumerate(items) if item[4] == speaker]
+        dist = {(p, q): _reference_dtw(segments[p], segments[q]) for p in mine for q in mine}
+        phones = sorted({items[n][3] for n in mine})
+        for a in phones:
+            for b in phones:
+                group_a = [n for n in mine if items[n][3] == a]
+                group_b = [n for n in mine if items[n][3] == b]
+                if a == b or len(group_a) < 2:
+                    continue
+                errors = [
+                    1.0 if dist[(x, p)] > dist[(x, q)] else 0.5 if dist[(x, p)] == dist[(x, q)] else 0.0
+                    for x in group_a
+                    for p in group_a
+                    if p != x
+                    for q in group_b
+                ]
+                cells.setdefault((a, b), []).append(float(np.mean(errors)))
+    return 100.0 * float(np.mean([np.mean(scores) for scores in cells.values()]))
+
+
+def test_librilight_slicing_drops_each_items_last_frame_as_an_independent_reference_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FASTABX_WITH_LIBRILIGHT_BUG", raising=False)
+    item, items = noisy_planted_corpus(tmp_path)
+
+    def error(librilight: bool | None) -> float:
+        result = run_phone_abx(
+            tmp_path / "features", item, layers=[0], speakers=["within"], contexts=["any"],
+            max_size_group=None, max_x_across=None, seed=0, device=torch.device("cpu"), progress=False,
+            librilight_slicing=librilight,
+        )  # fmt: skip
+        expected = "dropped (Libri-Light bug)" if librilight else "kept"
+        assert result.conventions.last_frame == expected
+        return result.scores[0].error
+
+    exact, librilight = error(False), error(True)
+    assert exact == pytest.approx(
+        reference_within_speaker_any_context(tmp_path, items, drop_last=False), abs=1e-6
+    )
+    assert librilight == pytest.approx(
+        reference_within_speaker_any_context(tmp_path, items, drop_last=True), abs=1e-6
+    )
+    assert abs(exact - librilight) > 0.3, (exact, librilight)
+    assert 2.0 < exact < 45.0
+    assert error(None) == exact  # no switch, no variable: exact
+    assert "FASTABX_WITH_LIBRILIGHT_BUG" not in os.environ  # the switch leaves no trace
+    monkeypatch.setenv("FASTABX_WITH_LIBRILIGHT_BUG", "1")
+    assert error(False) == exact  # the switch wins over the environment, which it restores
+    assert os.environ["FASTABX_WITH_LIBRILIGHT_BUG"] == "1"
+
+
+def test_abx_command_records_and_prints_the_slicing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FASTABX_WITH_LIBRILIGHT_BUG", raising=False)
+    item, _ = noisy_planted_corpus(tmp_path)
+    base = [
+        "abx",
+        str(tmp_path / "features"),
+        str(item),
+        "--quiet",
+        "--speaker",
+        "within",
+        "--context",
+        "any",
+    ]
+    assert main([*base, "--out", str(tmp_path / "exact.json")]) == 0
+    assert "slicing: exact" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "ll.json"), "--librilight-slicing"]) == 0
+    assert "slicing: librilight" in capsys.readouterr().out
+    exact, librilight = read_result(tmp_path / "exact.json"), read_result(tmp_path / "ll.json")
+    assert exact.conventions.last_frame == "kept"
+    assert librilight.conventions.last_frame == "dropped (Libri-Light bug)"
+    assert (
+        json.loads((tmp_path / "ll.json").read_text())["conventions"]["last_frame"]
+        == "dropped (Libri-Light bug)"
+    )
+    assert exact.scores[0].error != librilight.scores[0].error

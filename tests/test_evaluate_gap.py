@@ -8,6 +8,7 @@ import pytest
 from vgssl.cli import main
 from vgssl.evaluate.gap import (
     GapInputError,
+    RunScore,
     analyse,
     grounded_gap,
     grounding_gain,
@@ -161,9 +162,69 @@ def test_several_seeds_are_averaged_and_resampled(tmp_path: Path) -> None:
     errors = {(e.eval_language, e.objective, e.train_languages): e for e in report.errors}
     mono = errors[("en", "ssl-a", ("en",))]
     assert mono.seeds == [0, 1] and mono.error.point == pytest.approx(10.25, abs=1e-3)
-    assert mono.error.low == pytest.approx(10.0, abs=1e-3) and mono.error.high == pytest.approx(
-        10.5, abs=1e-3
-    )
+    assert mono.seed_errors == [10.0, 10.5] and mono.seed_sd == pytest.approx(0.5 / np.sqrt(2), abs=1e-4)
+    # Two seeds drawn with replacement: both the same (deviation ±0.25, scaled by √2) or one of each.
+    half = 0.25 * np.sqrt(2)
+    assert mono.error.low == pytest.approx(10.25 - half, abs=1e-3)
+    assert mono.error.high == pytest.approx(10.25 + half, abs=1e-3)
+
+
+def _seeded_condition(
+    deltas: np.ndarray, base: np.ndarray, *, objective: str, train: tuple[str, ...]
+) -> list:
+    """Runs whose cells are `base` shifted by each seed's `delta` (percent): seed and cell effects add up."""
+    return [
+        RunScore(
+            label=f"{objective} seed {seed}", source=f"{objective}-{seed}", objective=objective,
+            train_languages=train, eval_language="en", seed=seed, layer=0,
+            error=float((base + delta).mean()),
+            cells={(f"p{j}", f"q{j}"): float(value) for j, value in enumerate(base + delta)},
+            layer_errors={0: float((base + delta).mean())},
+        )
+        for seed, delta in enumerate(deltas)
+    ]  # fmt: skip
+
+
+def test_intervals_over_seeds_and_cells_have_the_closed_form_width_of_a_normal_model() -> None:
+    """Seed effects N(0, τ²) and cell errors with spread σ: the condition's mean over k seeds has variance
+    s_δ²/k + var(cells)/P (the two are independent, the cells shared by every seed). The bootstrap's 95 %
+    interval must match 1.96 × that standard error within Monte Carlo error, for the seed part alone, the
+    cell part alone and both."""
+    rng = np.random.default_rng(1)
+    seeds, cells = 4, 300
+    deltas = rng.normal(0.0, 1.5, seeds)
+    base = 20.0 + rng.normal(0.0, 6.0, cells)
+    cases = {
+        "seeds": (deltas, np.full(cells, 20.0)),
+        "cells": (np.zeros(1), base),
+        "both": (deltas, base),
+    }
+    for name, (seed_shifts, cell_values) in cases.items():
+        runs = _seeded_condition(seed_shifts, cell_values, objective="ssl-a", train=("en",))
+        report = analyse(
+            runs, speaker="across", context="within", layer_rule="best", replicates=20000, seed=1
+        )
+        (condition,) = report.errors
+        variance = np.var(cell_values) / cells  # the cells' mean, resampled
+        if len(seed_shifts) > 1:
+            variance += np.var(seed_shifts, ddof=1) / len(seed_shifts)
+        expected_half = 1.96 * np.sqrt(variance)
+        half = (condition.error.high - condition.error.low) / 2
+        assert half == pytest.approx(expected_half, rel=0.06), name
+        assert condition.error.point == pytest.approx(
+            float(cell_values.mean() + seed_shifts.mean()), abs=1e-3
+        )
+    # Without the √(k/(k−1)) scaling, 4 seeds would give a seed interval √(3/4) as wide: 13 % too narrow.
+
+
+def test_between_seed_sd_is_reported_per_condition_and_none_for_one_seed() -> None:
+    base = np.full(50, 30.0)
+    runs = _seeded_condition(np.array([-1.0, 0.0, 1.0]), base, objective="ssl-a", train=("en",))
+    runs += _seeded_condition(np.array([0.0]), base, objective="vgs+", train=("en",))
+    report = analyse(runs, speaker="across", context="within", layer_rule="best", replicates=200)
+    errors = {e.objective: e for e in report.errors}
+    assert errors["ssl-a"].seed_errors == [29.0, 30.0, 31.0] and errors["ssl-a"].seed_sd == pytest.approx(1.0)
+    assert errors["vgs+"].seed_errors == [30.0] and errors["vgs+"].seed_sd is None
 
 
 def test_gap_command_writes_markdown_json_and_plots(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ TINY_PRESET = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 SECTIONS = [
     "## Setup",
     "## Phone ABX",
+    "## Phone ABX per condition, over seeds",
     "## Multilingual gap (audio-only vs grounded)",
     "## Grounding gain (monolingual vs multilingual)",
     "## The paper's two hypotheses",
@@ -213,6 +214,71 @@ def test_three_languages_and_a_failing_run(tmp_path):
     assert "es chosen on valid" in text  # the phone ABX table has a column for every language
 
 
+def test_two_seeds_trained_two_at_a_time_give_intervals_over_seeds(tmp_path, tiny_study):
+    """`seeds: [0, 1]` with `launch.parallel_runs: 2`: every run trains in a slot of its own (its launch log
+    shows the slot's thread count), and the report gives per-seed errors, the between-seed SD, intervals
+    over seeds and cells and the share of replicates, with the environment it was computed in."""
+    corpus = tiny_study[0] / "corpus"
+    config = _derived_config(
+        tmp_path,
+        corpus={"path": str(corpus), "synth": None},
+        objectives=["ssl-a"],
+        seeds=[0, 1],
+        launch={"parallel_runs": 2},
+        evaluation={"layers": [0, 1], "fixed_layer": 1, "baselines": [], "language_abx": False},
+    )
+    out = tmp_path / "out"
+    lines: list[str] = []
+    started = time.perf_counter()
+    outcome = run_study(config, out, progress=False, write=lines.append)
+    assert outcome.failed == [], lines
+    names = [f"ssl-a_{train}_seed{seed}" for train in ("en", "fr", "en+fr") for seed in (0, 1)]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    for name in names:
+        assert "=== " in (log := (out / "runs" / name / "launch.log").read_text(encoding="utf-8"))
+        assert f"OMP_NUM_THREADS={threads} " in log
+        assert read_status(out / "runs" / name / "status.json").training.state == "done"
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    walls = [row["wall_seconds"] for row in report["setup"]["compute"]]
+    assert sum(walls) > time.perf_counter() - started - sum(walls) / 2  # some runs overlapped
+    errors = report["gap_analysis"]["errors"]
+    assert len(errors) == 4 and all(row["seeds"] == [0, 1] and row["seed_sd"] is not None for row in errors)
+    for row in errors:
+        mean = sum(row["seed_errors"]) / 2
+        assert row["error"]["point"] == pytest.approx(mean, abs=1e-3)
+        assert row["seed_sd"] == pytest.approx(
+            abs(row["seed_errors"][0] - row["seed_errors"][1]) / math.sqrt(2), abs=1e-3
+        )
+    assert "seeds" in report["gap_analysis"]["bootstrap"]["over"]
+    environment = report["setup"]["environment"]
+    assert environment["versions"]["torch"] and environment["cpu_count"] == os.cpu_count()
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Phone ABX per condition, over seeds" in text and "between-seed SD" in text
+    assert "One seed per condition" not in text
+    assert "### Reproducibility" in text and "2 run(s) at a time" in text
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_the_share_of_replicates_is_given_only_with_several_seeds(seeds):
+    from vgssl.study.markdown import _hypotheses
+
+    estimate = {"point": 1.0, "low": -0.5, "high": 2.5}
+    hypothesis = {"scope": "average", "statement": "audio-only gap > grounded gap", "difference": estimate,
+                  "probability": 0.9, "held": True, "ci_excludes_zero": False}  # fmt: skip
+    report = {
+        "setup": {"seeds": seeds},
+        "paper_comparison": [
+            {"quantity": name, "ours": estimate, "paper": 8.0}
+            for name in ("gap ssl-a", "gap vgs+", "gain mono", "gain multilingual")
+        ],
+        "gap_analysis": {"hypotheses": [hypothesis]},
+    }
+    text = "\n".join(_hypotheses(report))
+    assert "not established (leans towards holding)" in text and "about ±1.5 points" in text
+    assert ("90.0 % of the replicates above 0" in text) == (len(seeds) > 1)
+    assert ("One seed per condition: training variance" in text) == (len(seeds) == 1)
+
+
 def test_an_interrupted_study_resumes(tmp_path, tiny_study):
     corpus = tiny_study[0] / "corpus"
     config = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))
@@ -249,3 +315,16 @@ def test_an_interrupted_study_resumes(tmp_path, tiny_study):
     assert steps == list(range(4, 41, 4))  # one record per logged step, as if never interrupted
     status = read_status(out / "runs" / "ssl-a_en" / "status.json")
     assert (status.training.state, status.training.attempts) == ("done", 2)
+
+
+def test_training_slots_share_out_gpus_or_cores_and_one_slot_changes_nothing(monkeypatch):
+    from vgssl.study.training import TrainingFailedError, training_slots
+
+    assert [slot.environment for slot in training_slots(parallel_runs=1, nproc_per_node=4, gpus=8)] == [{}]
+    gpus = [s.environment for s in training_slots(parallel_runs=2, nproc_per_node=4, gpus=8)]
+    assert gpus == [{"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}]
+    with pytest.raises(TrainingFailedError, match="needs 12 GPUs, 8 are visible"):
+        training_slots(parallel_runs=3, nproc_per_node=4, gpus=8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    cpus = [s.environment for s in training_slots(parallel_runs=4, nproc_per_node=2, gpus=0)]
+    assert cpus == [{"OMP_NUM_THREADS": "2"}] * 4

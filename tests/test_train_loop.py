@@ -25,7 +25,12 @@ from vgssl.train.checkpoint import RunDirConflictError
 from vgssl.train.collapse import CollapseError
 from vgssl.train.config import ManifestSource, load_config
 from vgssl.train.data import AudioDataset, collate_batch, load_split
-from vgssl.train.distributed import DistributedContext, ReplicaDriftError, check_replicas_identical
+from vgssl.train.distributed import (
+    DistributedContext,
+    ReplicaDriftError,
+    check_replicas_identical,
+    deterministic_kernels,
+)
 from vgssl.train.gradients import NonFiniteLossError, accumulate_gradients, micro_batch_seed
 from vgssl.train.loop import Trainer, train
 from vgssl.train.metrics import read_metrics
@@ -196,6 +201,27 @@ def test_accumulated_gradients_are_the_loss_sums_over_the_global_masked_count(co
     model.zero_grad()
     (sums[0] / counts[0] / 2 + sums[1] / counts[1] / 2).backward()
     assert not torch.allclose(accumulated["quantizer.codebook"], model.quantizer.codebook.grad, rtol=1e-3)
+
+
+def test_a_rerun_is_bit_identical_and_deterministic_kernels_change_nothing_on_cpu(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """What the report's reproducibility statement promises: same config, seed and threads, same weights; the
+    `deterministic: true` switch (meant for CUDA) is on during its run and restored after it."""
+    config = write_config(corpus, tmp_path, max_steps=4)
+    for run in ("first", "again"):
+        assert main(["train", str(config), "--run-dir", str(tmp_path / run)]) == 0
+    assert (
+        main(["train", str(config), "--run-dir", str(tmp_path / "det"), "--set", "deterministic=true"]) == 0
+    )
+    first = final_parameters(tmp_path / "first")
+    for run in ("again", "det"):
+        other = final_parameters(tmp_path / run)
+        assert all(torch.equal(first[name], other[name]) for name in first), run
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_kernels(True):
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
 
 
 def test_resumed_run_equals_uninterrupted_run(corpus: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Grounded (VGS+) training: schedules, loss weighting, caption data, DDP and resumption, and learning."""
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -15,7 +16,7 @@ import yaml
 from PIL import Image
 
 from tiny_models import CPU, TINY_GROUNDING, TINY_MODEL
-from vgssl.audio.io import read_audio, write_wav
+from vgssl.audio.io import BadAudioError, read_audio, write_wav
 from vgssl.cli import main
 from vgssl.corpus.build import build_corpus
 from vgssl.corpus.spec import make_spec
@@ -591,6 +592,38 @@ def test_a_missing_caption_file_stops_the_run_or_is_skipped_and_counted(corpus: 
     Trainer(load_config(skipping), CPU)
     selection = json.loads((tmp_path / "skip/run/selection.json").read_text())
     assert selection["captions"]["skipped"]["missing_wav"] == 1 and selection["captions"]["pairs"] == 23
+
+
+def test_an_unreadable_caption_wav_is_skipped_with_a_log_line_and_counted(
+    corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "captions.json"
+    document = json.loads((corpus / "captions_train.json").read_text())
+    for entry in document["data"]:
+        entry["image"] = str(corpus / entry["image"])
+        for caption in entry["captions"]:
+            caption["wav"] = str(corpus / caption["wav"])
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(np.random.default_rng(0).bytes(4000))
+    document["data"][2]["captions"][0]["wav"] = str(noise)
+    uttid = document["data"][2]["captions"][0].get("uttid", "noise")
+    broken.write_text(json.dumps(document))
+    captions = {"train": [{"captions": str(broken)}]}
+    with pytest.raises(BadAudioError, match=rf"cannot read caption {uttid} of image"):
+        Trainer(
+            load_config(
+                write_config(corpus, tmp_path / "fail", captions=captions, data={"on_bad_audio": "fail"})
+            ),
+            CPU,
+        )
+    with caplog.at_level(logging.WARNING, logger="vgssl.train.captions"):
+        Trainer(load_config(write_config(corpus, tmp_path / "skip", captions=captions)), CPU)
+    assert any(
+        f"skipping caption {uttid} of image" in r.getMessage() and "noise.wav" in r.getMessage()
+        for r in caplog.records
+    )
+    selection = json.loads((tmp_path / "skip/run/selection.json").read_text())
+    assert selection["captions"]["skipped"]["unreadable_wav"] == 1 and selection["captions"]["pairs"] == 23
 
 
 # --- learning -----------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from vgssl.errors import VgsslError
 # Order is the data's path: corpus -> model -> train -> evaluate -> study.
 COMMANDS: dict[str, str] = {
     "synth": "vgssl.corpus.synth_command",
+    "prepare": "vgssl.prepare.command",
+    "image-features": "vgssl.prepare.image_features_command",
     "check-images": "vgssl.corpus.check_images_command",
     "train": "vgssl.train.command",
     "export-hf": "vgssl.model.export_command",

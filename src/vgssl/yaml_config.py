@@ -7,13 +7,15 @@ Used by the training config (`vgssl.train.config`) and the study config (`vgssl.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from vgssl.errors import VgsslError
@@ -44,6 +46,18 @@ def _existing_dir(value: Path, info: ValidationInfo) -> Path:
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
+
+
+def validate_config[Config: BaseModel](
+    model: type[Config], raw: Mapping[str, Any], *, base_dir: Path
+) -> Config:
+    """`raw` validated with strict types: a number key takes only a YAML number (`clip_norm: yes` and
+    `dim: "128"` are errors, not 1.0 and 128), a boolean only true/false.
+
+    Strictness in pydantic's JSON mode, which is what YAML data is: a string still makes a path, a list a
+    tuple, an integer a float. Python-mode strictness would refuse those too."""
+    text = json.dumps(raw, default=str)
+    return model.model_validate_json(text, strict=True, context={"base_dir": base_dir})
 
 
 def read_yaml_mapping(
@@ -107,7 +121,9 @@ def set_dotted(raw: dict[str, Any], keys: Sequence[str], value: Any, *, error: t
 
 
 class StrictYamlLoader(yaml.SafeLoader):
-    """A safe loader that rejects duplicate keys, which plain YAML silently resolves to the last one."""
+    """A safe loader that rejects duplicate keys, which plain YAML silently resolves to the last one, and
+    reads `1e-3` as the number it looks like (YAML 1.1, PyYAML's dialect, wants `1.0e-3` and makes `1e-3` a
+    string, which strict config types would then refuse)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -119,3 +135,15 @@ class StrictYamlLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+StrictYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml_value(text: str) -> Any:
+    """One value of a `--set key=value` override, read like a value in a config file."""
+    return yaml.load(text, Loader=StrictYamlLoader)

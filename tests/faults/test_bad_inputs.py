@@ -109,6 +109,23 @@ def test_a_missing_audio_file_says_file_not_found(tmp_path: Path) -> None:
 
     with pytest.raises(BadAudioError, match=rf"audio file not found: {tmp_path / 'gone.wav'}$"):
         read_audio(tmp_path / "gone.wav")
+    # The trainer names the manifest line and the utterance too.
+    from vgssl.data.manifest import ManifestEntry, write_manifest
+    from vgssl.train.config import ManifestSource
+    from vgssl.train.data import AudioDataset, load_split
+
+    manifest = tmp_path / "train.tsv"
+    write_manifest(
+        manifest, tmp_path, [ManifestEntry("here.wav", 16000, "en"), ManifestEntry("gone.wav", 16000, "en")]
+    )
+    split = load_split([ManifestSource(manifest=manifest)], min_seconds=0.1, sample_rate=16000, split="train")
+    gone = next(u for utterances in split.pool.values() for u in utterances if u.utt_id == "gone")
+    dataset = AudioDataset(
+        [gone], max_samples=16000, seed=0, sample_rate=16000, on_wrong_sample_rate="resample"
+    )
+    problem = dataset[0].problem
+    assert problem is not None and problem.kind == "unreadable" and problem.utt_id == "gone"
+    assert problem.message == f"audio file not found: {tmp_path / 'gone.wav'} ({manifest}:3)"
 
 
 def test_extracting_a_header_only_manifest_is_an_error(tmp_path: Path, capsys) -> None:

@@ -15,6 +15,7 @@ Torch-free on purpose: the corpus builder imports it. `frame_counts` works on te
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,3 +49,17 @@ def frame_counts(num_samples: Tensor, *, window: int = WINDOW_SAMPLES, hop: int 
 def frame_time(index: int) -> float:
     """Seconds at which frame `index` stands: 0.01 + 0.02·index (works on numpy arrays of indices too)."""
     return (index + 0.5) / FRAME_RATE
+
+
+def frames_inside(onset: float, offset: float, num_frames: int) -> int:
+    """Frames fastabx takes for [onset, offset], or 0 when it would reach past the file's last frame.
+
+    fastabx slices frames ceil(onset * 50 - 0.5) to floor(offset * 50 - 0.5) inclusive (the frame centres
+    inside the segment) and refuses an item whose slice ends after the features do.
+    """
+    onset, offset = round(onset, 4), round(offset, 4)  # the precision written to item files
+    first = math.ceil(onset * FRAME_RATE - 0.5 - 1e-9)
+    last = math.floor(offset * FRAME_RATE - 0.5 + 1e-9)
+    if first < 0 or last >= num_frames:
+        return 0
+    return max(0, last - first + 1)

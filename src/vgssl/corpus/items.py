@@ -14,11 +14,10 @@ word-initial fricatives) is transparent: the phones on either side are each othe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from vgssl.audio.frames import FRAME_RATE, frame_count
+from vgssl.audio.frames import frame_count, frames_inside
 from vgssl.data.items import PHONE_FLAVOURS
 
 SILENCE = "SIL"
@@ -34,20 +33,6 @@ class AlignedUtterance:
     sample_rate: int
     phones: Sequence[tuple[float, float, str]]
     words: Sequence[tuple[float, float, str]]
-
-
-def frames_inside(onset: float, offset: float, num_frames: int) -> int:
-    """Frames fastabx takes for [onset, offset], or 0 when it would reach past the file's last frame.
-
-    fastabx slices frames ceil(onset * 50 - 0.5) to floor(offset * 50 - 0.5) inclusive (the frame centres
-    inside the segment) and refuses an item whose slice ends after the features do.
-    """
-    onset, offset = round(onset, 4), round(offset, 4)  # the precision written to item files
-    first = math.ceil(onset * FRAME_RATE - 0.5 - 1e-9)
-    last = math.floor(offset * FRAME_RATE - 0.5 + 1e-9)
-    if first < 0 or last >= num_frames:
-        return 0
-    return max(0, last - first + 1)
 
 
 def _fmt(seconds: float) -> str:

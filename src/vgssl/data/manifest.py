@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vgssl.atomic import atomic_write_text
@@ -27,6 +27,7 @@ class ManifestEntry:
     num_samples: int
     language: str | None = None
     speaker: str | None = None
+    line: int | None = field(default=None, compare=False)  # the manifest line it was read from, for errors
 
     @property
     def key(self) -> str:
@@ -86,6 +87,7 @@ def read_manifest(path: str | os.PathLike[str], *, language: str | None = None) 
                 num_samples=num_samples,
                 language=columns[2] if len(columns) > 2 and columns[2] else language,
                 speaker=columns[3] if len(columns) > 3 and columns[3] else None,
+                line=number,
             )
         )
     return Manifest(source=source, root=root, entries=tuple(entries))

@@ -16,14 +16,18 @@ equal `fastabx.zerospeech_abx` whenever no X speaker is dropped, and follow its 
 
 Item slicing follows fastabx: frame i stands at 0.01 + 0.02·i s and belongs to an item when
 onset ≤ time ≤ offset, so an item needs frames ceil(50·onset − 0.5) to floor(50·offset − 0.5) inclusive
-(the last one is dropped only when FASTABX_WITH_LIBRILIGHT_BUG=1, which the result records).
+(the last one is dropped, as Libri-Light's ABX does, with `librilight_slicing=True` or, when that is None,
+FASTABX_WITH_LIBRILIGHT_BUG=1; the result records it). fastabx reads that variable whenever it builds a
+Dataset (`item_frontiers` in `Dataset.from_item`), not at import, so `fastabx_slicing` sets it around
+that one call and restores it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from importlib.metadata import version
@@ -61,6 +65,7 @@ _FRAME_RATE = Decimal(FRAME_RATE)
 _HALF = Decimal("0.5")
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
 _SHOWN = 5
+LIBRILIGHT_VARIABLE = "FASTABX_WITH_LIBRILIGHT_BUG"
 
 
 class MissingFeaturesError(VgsslError):
@@ -93,18 +98,37 @@ class CanonicalSubsampler(Subsampler):
         return super().__call__(lazy_cells.sort(conditions), with_across=with_across)
 
 
-def last_frame_convention() -> LastFrame:
-    return "dropped (Libri-Light bug)" if os.environ.get("FASTABX_WITH_LIBRILIGHT_BUG") == "1" else "kept"
+def last_frame_convention(librilight: bool | None = None) -> LastFrame:
+    """Libri-Light's rule (last frame dropped) or the exact one (kept); `None`: as the environment says."""
+    librilight = os.environ.get(LIBRILIGHT_VARIABLE) == "1" if librilight is None else librilight
+    return "dropped (Libri-Light bug)" if librilight else "kept"
 
 
-def item_frame_span(onset: str, offset: str) -> tuple[int, int]:
+@contextlib.contextmanager
+def fastabx_slicing(librilight: bool | None) -> Iterator[None]:
+    """fastabx slices the Libri-Light way (True) or exactly (False) inside the block; `None`: unchanged."""
+    previous = os.environ.get(LIBRILIGHT_VARIABLE)
+    if librilight is not None:
+        os.environ[LIBRILIGHT_VARIABLE] = "1" if librilight else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LIBRILIGHT_VARIABLE, None)
+        else:
+            os.environ[LIBRILIGHT_VARIABLE] = previous
+
+
+def item_frame_span(onset: str, offset: str, *, librilight: bool | None = None) -> tuple[int, int]:
     """[start, end[ frame indices of an item at 50 Hz, exactly as fastabx slices it."""
     start = int((Decimal(onset) * _FRAME_RATE - _HALF).to_integral_value(ROUND_CEILING))
     end = int((Decimal(offset) * _FRAME_RATE - _HALF).to_integral_value(ROUND_FLOOR))
-    return start, end + (1 if last_frame_convention() == "kept" else 0)
+    return start, end + (1 if last_frame_convention(librilight) == "kept" else 0)
 
 
-def read_item_needs(item_file: Path, *, columns: Sequence[str]) -> dict[str, FrameNeed]:
+def read_item_needs(
+    item_file: Path, *, columns: Sequence[str], librilight: bool | None = None
+) -> dict[str, FrameNeed]:
     """Check an item file's header and items; return, per file key, the frames its items need."""
     items = read_item_file(item_file, columns=columns)
     file_at, onset_at, offset_at = (items.header.index(name) for name in ("#file", "onset", "offset"))
@@ -113,7 +137,7 @@ def read_item_needs(item_file: Path, *, columns: Sequence[str]) -> dict[str, Fra
     for number, fields in items.rows():
         key, onset, offset = fields[file_at], fields[onset_at], fields[offset_at]
         try:
-            start, end = item_frame_span(onset, offset)
+            start, end = item_frame_span(onset, offset, librilight=librilight)
         except ArithmeticError:
             raise ItemFileError(
                 f"{item_file}:{number}: onset/offset {onset!r} {offset!r} are not numbers"
@@ -234,15 +258,21 @@ def requested_layer_dirs(features_dir: Path, layers: Sequence[int]) -> dict[int,
 
 
 def load_checked_dataset(
-    item_file: Path, layer_dir: Path, *, columns: Sequence[str], device: torch.device
+    item_file: Path,
+    layer_dir: Path,
+    *,
+    columns: Sequence[str],
+    device: torch.device,
+    librilight: bool | None = None,
 ) -> Dataset:
     """A fastabx Dataset for one layer, after our own checks of the item file and the features."""
-    needs = read_item_needs(item_file, columns=columns)
+    needs = read_item_needs(item_file, columns=columns, librilight=librilight)
     check_features_present(needs, layer_dir, item_file)
     loader = CheckedFeatureLoader(layer_dir, needs)
-    return Dataset.from_item(
-        item_file, layer_dir, FRAME_RATE, feature_maker=loader, device=device, progress=False
-    )
+    with fastabx_slicing(librilight):
+        return Dataset.from_item(
+            item_file, layer_dir, FRAME_RATE, feature_maker=loader, device=device, progress=False
+        )
 
 
 def collapsed_cells(score: Score, *, on: str, levels: Sequence[tuple[str, ...] | str]) -> CellScores:
@@ -304,13 +334,17 @@ def run_phone_abx(
     language: str | None = None,
     run: RunTag | None = None,
     progress: bool = True,
+    librilight_slicing: bool | None = None,
 ) -> AbxResult:
-    """Phone ABX error (%) for every layer × speaker × context, with the collapsed cells of each."""
+    """Phone ABX error (%) for every layer × speaker × context, with the collapsed cells of each;
+    `librilight_slicing` drops each item's last frame (None: FASTABX_WITH_LIBRILIGHT_BUG decides)."""
     dirs = requested_layer_dirs(features_dir, layers)
     scores = []
     bar = tqdm(total=len(layers) * len(speakers) * len(contexts), desc="phone ABX", disable=not progress)
     for layer in layers:
-        dataset = load_checked_dataset(item_file, dirs[layer], columns=PHONE_COLUMNS, device=device)
+        dataset = load_checked_dataset(
+            item_file, dirs[layer], columns=PHONE_COLUMNS, device=device, librilight=librilight_slicing
+        )
         for speaker in speakers:
             for context in contexts:
                 scores.append(
@@ -325,6 +359,7 @@ def run_phone_abx(
         features_dir, item_file, scores=scores, language=language, run=run,
         max_size_group=max_size_group, max_x_across=max_x_across, seed=seed,
         collapse="mean over contexts (within-context only), then over speakers, then over phone pairs",
+        librilight_slicing=librilight_slicing,
     )  # fmt: skip
 
 
@@ -339,6 +374,7 @@ def phone_abx_result(
     max_x_across: int | None,
     seed: int,
     collapse: str,
+    librilight_slicing: bool | None = None,
 ) -> AbxResult:
     """The result file's content for phone ABX `scores` of the features in `features_dir`."""
     card = read_features_card(features_dir) or {}
@@ -350,7 +386,7 @@ def phone_abx_result(
         labels=item_labels(item_file, "#phone"),
         model=card.get("model", {}),
         conventions=Conventions(
-            last_frame=last_frame_convention(),
+            last_frame=last_frame_convention(librilight_slicing),
             alignment="dtw",
             max_size_group=max_size_group,
             max_x_across=max_x_across,

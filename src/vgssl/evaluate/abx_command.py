@@ -13,9 +13,11 @@ DESCRIPTION = """\
 Phone ABX discrimination (ZeroSpeech 2021 style, fastabx) on the features of `vgssl extract`, for every
 layer × speaker mode × context mode. Writes RESULT.json (scores, the collapsed per-phone-pair cells that
 `vgssl gap` bootstraps over, the item file, the language and the conventions: 50 Hz, frame i at
-0.01 + 0.02 i s, last frame kept, subsampling and seed) and RESULT.csv (one row per layer and condition).
-Errors are in %, chance is 50 %. Tag the result for `vgssl gap` with --run-tag objective=ssl-a
---run-tag train_languages=en,fr --run-tag seed=0."""
+0.01 + 0.02 i s, the last-frame rule, subsampling and seed) and RESULT.csv (one row per layer and
+condition). Errors are in %, chance is 50 %. Items are sliced exactly (every frame time inside an item,
+the last one included) unless --librilight-slicing drops each item's last frame as Libri-Light's and
+ZeroSpeech 2021's ABX do, to compare with their published numbers. Tag the result for `vgssl gap` with
+--run-tag objective=ssl-a --run-tag train_languages=en,fr --run-tag seed=0."""
 
 
 def _group_size(text: str) -> int | None:
@@ -85,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--language", default=None, help="evaluated language (default: from the item file name)"
     )
+    parser.add_argument(
+        "--librilight-slicing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop each item's last frame as Libri-Light / ZeroSpeech 2021 ABX do (--no-librilight-slicing: "
+        "exact); default: exact unless FASTABX_WITH_LIBRILIGHT_BUG=1 is set. Recorded in the result "
+        "(conventions.last_frame)",
+    )
 
 
 def check_output(out: Path, *, overwrite: bool) -> None:
@@ -119,8 +129,16 @@ def run(args: argparse.Namespace) -> int:
         language=args.language,
         run=run_tag,
         progress=not args.quiet,
+        librilight_slicing=args.librilight_slicing,
     )
     csv_path = write_result(result, args.out)
+    slicing = "librilight" if result.conventions.last_frame != "kept" else "exact"
+    why = (
+        " (from FASTABX_WITH_LIBRILIGHT_BUG)"
+        if args.librilight_slicing is None and slicing != "exact"
+        else ""
+    )
+    print(f"slicing: {slicing}{why}, last frame of each item {result.conventions.last_frame}")
     for score in result.scores:
         condition = f"speaker {score.speaker:<6}  context {score.context:<6}"
         print(f"layer {score.layer:>2}  {condition}  {score.error:6.2f} %")

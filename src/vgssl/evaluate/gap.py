@@ -7,12 +7,16 @@ For one evaluated language L and ABX errors E (phone ABX, %):
 Where a condition (objective, training languages) was run with several seeds, E is their mean. Ratios are
 reported per language and averaged over languages (and over multilingual training sets, if several).
 
-Uncertainty: a paired bootstrap. Each replicate resamples the collapsed ABX cells (phone pairs) of each
-language with replacement, the same draw for every model evaluated on that language (they share the item
-file, hence the cells), recomputes every model's error as the mean of its resampled cells, and, where a
-condition has several seeds, also resamples its seeds; the ratios are recomputed from those errors. The
-intervals are the 2.5 and 97.5 percentiles; a hypothesis's probability is the fraction of replicates in which
-it holds. Layer choice (`best`) is made once, on the full data, before bootstrapping.
+Uncertainty: a hierarchical, paired bootstrap. Each replicate resamples, per condition, its seeds (the
+training runs) with replacement, then the collapsed ABX cells (phone pairs) of each language with
+replacement — the same cell draw for every model evaluated on that language (they share the item file,
+hence the cells) — and recomputes each run's error as the mean of its resampled cells and the condition's as
+the mean over its drawn seeds; the ratios are recomputed from those errors. Resampling k seeds gives the
+seed mean a variance of (k − 1)/k × s²/k, too small for the handful of seeds a study has, so each drawn
+seed's deviation from the condition's mean is scaled by √(k / (k − 1)), which makes it s²/k with the
+unbiased s² (the usual small-sample adjustment of a bootstrap). The intervals are the 2.5 and 97.5
+percentiles; `probability` is the fraction of replicates in which a difference is above 0. Layer choice is
+made once, before bootstrapping. With one seed per condition, training variance is not in the intervals.
 
 The paper's hypotheses: (1) the audio-only (ssl-a) gap exceeds the grounded (vgs+) gap; (2) the grounding gain
 of multilingual models exceeds that of monolingual models.
@@ -160,7 +164,9 @@ class ConditionError:
     train_languages: tuple[str, ...]
     seeds: list[int | None]
     layers: list[int]
-    error: Estimate  # percent
+    error: Estimate  # percent: the mean over seeds, with its interval over seeds and cells
+    seed_errors: list[float]  # percent, each seed's error at its layer, in the order of `seeds`
+    seed_sd: float | None  # percent, the between-seed standard deviation (ddof 1); None with one seed
 
 
 @dataclass(frozen=True)
@@ -224,15 +230,25 @@ def _language_conditions(
     for index, run in enumerate(runs):
         grouped[(run.objective, run.train_languages)].append(index)
     conditions = {}
-    for key, indices in grouped.items():
-        per_seed = run_replicates[indices]  # (k, B)
-        if len(indices) > 1:
-            chosen = rng.integers(0, len(indices), size=(replicates, len(indices)))  # seeds with replacement
-            draws = per_seed[chosen, np.arange(replicates)[:, None]].mean(axis=1)
-        else:
-            draws = per_seed[0]
-        conditions[key] = _Condition([runs[i] for i in indices], float(matrix[indices].mean()), draws)
+    for key, indices in sorted(grouped.items()):
+        conditions[key] = _Condition(
+            [runs[i] for i in indices],
+            float(matrix[indices].mean()),
+            _resample_seeds(run_replicates[indices], rng=rng),
+        )
     return conditions
+
+
+def _resample_seeds(per_seed: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+    """(k, B) replicate errors of a condition's k seeds -> (B,) replicates of its mean over seeds: k seeds
+    drawn with replacement per replicate, their deviations from the mean scaled by √(k / (k − 1))."""
+    seeds, replicates = per_seed.shape
+    if seeds == 1:
+        return per_seed[0]
+    chosen = rng.integers(0, seeds, size=(replicates, seeds))
+    mean = per_seed.mean(axis=0)  # (B,)
+    deviations = per_seed[chosen, np.arange(replicates)[:, None]] - mean[:, None]  # (B, k)
+    return mean + np.sqrt(seeds / (seeds - 1)) * deviations.mean(axis=1)
 
 
 def _reference_error(condition: _Condition) -> None:
@@ -277,7 +293,13 @@ def analyse(
         bootstrap={
             "replicates": replicates,
             "seed": seed,
-            "over": "ABX cells (phone pairs), paired across models" + (" and seeds" if multi_seed else ""),
+            "over": (
+                "seeds (per condition, deviations scaled by √(k/(k−1))) and ABX cells (phone pairs, paired "
+                "across models)"
+                if multi_seed
+                else "ABX cells (phone pairs), paired across models; one seed per condition: training "
+                "variance not included"
+            ),
             "interval": "95 % percentile interval",
         },
     )
@@ -286,6 +308,7 @@ def analyse(
     for language in sorted(by_language):
         conditions = _language_conditions(by_language[language], replicates=replicates, rng=rng)
         for (objective, train), condition in sorted(conditions.items()):
+            seed_errors = [round(r.error, 4) for r in condition.runs]
             report.errors.append(
                 ConditionError(
                     eval_language=language,
@@ -294,6 +317,8 @@ def analyse(
                     seeds=[r.seed for r in condition.runs],
                     layers=[r.layer for r in condition.runs],
                     error=Estimate.of(condition.point, condition.replicates),
+                    seed_errors=seed_errors,
+                    seed_sd=round(float(np.std(seed_errors, ddof=1)), 4) if len(seed_errors) > 1 else None,
                 )
             )
         local: dict[tuple[str, str], list[tuple[float, np.ndarray]]] = defaultdict(list)

@@ -36,7 +36,7 @@ from pydantic import (
 from vgssl.corpus.spec import CorpusSpecError, make_spec
 from vgssl.errors import VgsslError
 from vgssl.evaluate.results import ContextMode, Objective, SpeakerMode
-from vgssl.yaml_config import ResolvedPath, format_config_error, read_yaml_mapping
+from vgssl.yaml_config import ResolvedPath, format_config_error, read_yaml_mapping, validate_config
 
 BaselineName = Literal["mfcc", "mfcc-raw", "fbank", "random-init"]
 # Keys of a run's training config that the study sets; a value in the study config would be silently replaced.
@@ -86,6 +86,11 @@ class CorpusSection(_Section):
 
 class LaunchSection(_Section):
     nproc_per_node: PositiveInt = 1  # above 1, runs train under `torchrun --standalone`
+    # Runs trained at the same time, each in its own slot: on CPUs the cores are shared out (each trainer
+    # gets cores // (parallel_runs × nproc_per_node) threads), on GPUs slot i sees GPUs i·nproc_per_node …
+    # (i+1)·nproc_per_node − 1. Two one-thread trainers did 1.35× the work of one two-thread trainer on a
+    # 2-core CPU (a small model keeps two threads half idle).
+    parallel_runs: PositiveInt = 1
 
 
 class EvaluationSection(_Section):
@@ -96,6 +101,9 @@ class EvaluationSection(_Section):
     max_size_group: int | None = Field(10, ge=2)
     max_x_across: int | None = Field(5, ge=2)
     seed: int = 0  # ABX subsampling seed
+    # Phone ABX slicing: "librilight" drops an item's last frame as the Libri-Light / ZeroSpeech 2021 ABX
+    # package does (numbers comparable with published ones); "exact" keeps every frame inside the item.
+    slicing: Literal["exact", "librilight"] = "exact"
     language_abx: bool = True
     retrieval: bool = True  # for VGS+ runs
     baselines: list[BaselineName] = ["mfcc", "mfcc-raw", "random-init"]
@@ -232,7 +240,7 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyFile:
         keys="corpus, languages, train",
     )
     try:
-        config = StudyConfig.model_validate(raw, context={"base_dir": source.parent})
+        config = validate_config(StudyConfig, raw, base_dir=source.parent)
     except ValidationError as error:
         raise _listed(
             source, [format_config_error(source, root_node, problem) for problem in error.errors()]

@@ -2,8 +2,9 @@
 
 A corpus is a directory in the built-in layout (README, `vgssl synth`): `manifests/{lang}_{split}.tsv`,
 `items/{lang}_test_triphone.item`, `items/test_language.item`, `captions_{split}.json`. A built-in corpus has
-a card (`corpus.json`) that lists its languages; real data arranged in the same layout has none, and its
-languages are those with a training manifest.
+a card (`corpus.json`) that lists its languages; real data written by `vgssl prepare` has a prepared card
+(`vgssl.prepare.card`), and data arranged by hand has none: the languages of both are those with a training
+manifest.
 
 Layers are chosen on valid items, never on the test items: per language, the study config's
 `corpus.valid_items` file if it names one (real data: e.g. a ZeroSpeech dev item file), else the corpus's
@@ -13,6 +14,7 @@ with neither has its layers chosen on the test items, and the report says so.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +25,7 @@ from vgssl.audio.frames import SAMPLE_RATE
 from vgssl.corpus.card import CARD_NAME, read_card
 from vgssl.corpus.spec import CorpusSpec, make_spec
 from vgssl.data.items import LANGUAGE_ITEM_FILE, has_items, item_keys, phone_item_file
+from vgssl.prepare.card import PREPARED_FORMAT, read_prepared_card
 from vgssl.study.config import StudyFile
 
 
@@ -82,6 +85,9 @@ def locate_corpus(study: StudyFile, out: Path) -> StudyCorpus:
     section = study.config.corpus
     path = section.path or (out / "corpus").absolute()
     valid_items = configured_valid_items(study)
+    prepared = read_prepared_card(path) if _has_prepared_card(path) else None
+    if prepared is not None:  # real data written by `vgssl prepare`: its languages are its train manifests
+        return StudyCorpus(path, tuple(prepared["languages"]), None, valid_items=valid_items)
     if (path / CARD_NAME).is_file():
         card = read_card(path)
         return StudyCorpus(path, tuple(card["languages"]), card, valid_items=valid_items)
@@ -100,6 +106,13 @@ def locate_corpus(study: StudyFile, out: Path) -> StudyCorpus:
         raise study.fail([study.problem(("corpus", "path"), message)])
     languages = sorted(p.name.removesuffix("_train.tsv") for p in (path / "manifests").glob("*_train.tsv"))
     return StudyCorpus(path, tuple(languages), None, valid_items=valid_items)
+
+
+def _has_prepared_card(path: Path) -> bool:
+    try:
+        return json.loads((path / CARD_NAME).read_text(encoding="utf-8")).get("format") == PREPARED_FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def study_languages(study: StudyFile, corpus: StudyCorpus) -> tuple[str, ...]:

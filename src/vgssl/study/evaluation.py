@@ -111,6 +111,8 @@ def evaluate_model(
         "device": device,
         "progress": progress,
     }
+    # Libri-Light's slicing (an item's last frame dropped) for phone ABX only: language ABX pools segments.
+    phone_options = {**abx_options, "librilight_slicing": settings.slicing == "librilight"}
     for language in phone_languages:
         result = run_phone_abx(
             features,
@@ -119,7 +121,7 @@ def evaluate_model(
             contexts=settings.contexts,
             language=language,
             run=model.tag.model_copy(update={"eval_language": language}),
-            **abx_options,
+            **phone_options,
         )
         write_result(result, model.paths.phone_abx(language))
     for language in valid_languages:
@@ -132,7 +134,7 @@ def evaluate_model(
             contexts=settings.contexts,
             language=language,
             run=model.tag.model_copy(update={"eval_language": language}),
-            **abx_options,
+            **phone_options,
         )
         write_result(result, model.paths.valid_phone_abx(language))
     if needs_language_abx:
@@ -198,6 +200,7 @@ def _scoreless_result(
     seed: int,
     language: str | None = None,
     run: RunTag | None = None,
+    librilight_slicing: bool | None = None,
     **_: Any,
 ) -> AbxResult:
     """A phone ABX result without scores: the items gave no triplet in any condition (kept, so a resumed
@@ -207,6 +210,7 @@ def _scoreless_result(
     return phone_abx_result(
         features, item_file, scores=[], language=language, run=run, max_size_group=max_size_group,
         max_x_across=max_x_across, seed=seed, collapse="none: no condition has an ABX triplet on these items",
+        librilight_slicing=librilight_slicing,
     )  # fmt: skip
 
 

@@ -57,7 +57,8 @@ def _setup(setup: dict[str, Any]) -> list[str]:
         f"Grid: objectives {', '.join(setup['objectives'])} × training languages "
         f"({', '.join(setup['languages'])}: each alone, all together"
         + (", every pair" if setup["pairwise"] else "")
-        + f") × seeds {', '.join(map(str, setup['seeds']))}; {setup['nproc_per_node']} process(es) per run.",
+        + f") × seeds {', '.join(map(str, setup['seeds']))}; {setup['nproc_per_node']} process(es) per run, "
+        f"{setup['parallel_runs']} run(s) at a time.",
         "",
         setup["control_statement"],
         "",
@@ -83,7 +84,26 @@ def _setup(setup: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     header = ["run", "control", "state", "wall time", "steps", "audio heard (h)", "budget", "precision"]
     header.append("files")
-    return lines + _table(header, rows)
+    return lines + _table(header, rows) + _environment(setup)
+
+
+def _environment(setup: dict[str, Any]) -> list[str]:
+    environment = setup["environment"]
+    versions = ", ".join(f"{name} {version}" for name, version in environment["versions"].items() if version)
+    hardware = f"{environment['cpu']} ({environment['cpu_count']} cores"
+    hardware += f"; {', '.join(environment['cpu_flags'])})" if environment["cpu_flags"] else ")"
+    if environment["gpus"]:
+        hardware += "; GPUs: " + ", ".join(environment["gpus"])
+    runs_at_once = setup["parallel_runs"]
+    commit = environment["vgssl_commit"] or "unknown (not a git checkout)"
+    return [
+        "### Reproducibility",
+        "",
+        f"Computed with {versions}; vgssl commit {commit}; {hardware}; {runs_at_once} run(s) at once.",
+        "",
+        setup["reproducibility"],
+        "",
+    ]
 
 
 def _phone_abx(report: dict[str, Any]) -> list[str]:
@@ -138,11 +158,37 @@ def _warnings(report: dict[str, Any]) -> list[str]:
     return ["## Warnings", "", *[f"* {warning}" for warning in warnings], ""]
 
 
+def _seeds(gap: dict[str, Any]) -> list[str]:
+    """Each condition's error per seed, its mean, between-seed SD and interval over seeds and cells."""
+    rows = gap["errors"]
+    several = any(len(row["seeds"]) > 1 for row in rows)
+    lines = [
+        "## Phone ABX per condition, over seeds",
+        "",
+        f"Test error % ({gap['speaker']}-speaker, {gap['context']}-context) of every seed at its layer, "
+        "their mean, the between-seed standard deviation and the mean's 95 % interval over "
+        + ("seeds and ABX cells." if several else "ABX cells only (one seed: no training variance)."),
+        "",
+    ]
+    table = [
+        (
+            row["eval_language"], row["objective"], "+".join(row["train_languages"]),
+            ", ".join(f"{error:.2f} (s{seed}, L{layer})" for seed, error, layer
+                      in zip(row["seeds"], row["seed_errors"], row["layers"], strict=True)),
+            _ci(row["error"]), "—" if row["seed_sd"] is None else f"{row['seed_sd']:.2f}",
+        )
+        for row in rows
+    ]  # fmt: skip
+    header = ["evaluated on", "objective", "trained on", "per seed", "mean [95 % CI]", "between-seed SD"]
+    return lines + _table(header, table)
+
+
 def _gap(report: dict[str, Any]) -> list[str]:
     gap = report["gap_analysis"]
     if "error" in gap:
         return ["## Multilingual gap and grounding gain", "", f"Not computed: {gap['error']}", ""]
     lines = [
+        *_seeds(gap),
         "## Multilingual gap (audio-only vs grounded)",
         "",
         f"(E_multi − E_mono) / E_mono in %, phone ABX {gap['speaker']}-speaker, {gap['context']}-context; "

@@ -108,6 +108,7 @@ def _setup(
     hours: float | None,
 ) -> dict[str, Any]:
     from vgssl.corpus.card import format_card
+    from vgssl.study.environment import REPRODUCIBILITY, describe_environment
     from vgssl.study.training import control_statement, run_control
 
     config = study.config
@@ -150,6 +151,9 @@ def _setup(
         "control_statement": control_statement(study),
         "audio_budget_hours": hours,
         "nproc_per_node": config.launch.nproc_per_node,
+        "parallel_runs": config.launch.parallel_runs,
+        "environment": describe_environment(),
+        "reproducibility": REPRODUCIBILITY,
         "corpus": {
             "path": str(corpus.path),
             "summary": format_card(card) if card else "real data in the built-in layout (no corpus card)",
@@ -299,6 +303,11 @@ def _conventions(
         "frames_per_file": "floor((N - 400) / 320) + 1 for N samples at 16 kHz",
         "layers": "hidden state i = output of transformer block i; 0 = input to the first block",
         "phone_abx": "triphone items, angular distance with DTW, fastabx; error in %, chance 50 %",
+        "slicing": (
+            "Libri-Light's: an item's last frame dropped, comparable with published ZeroSpeech 2021 numbers"
+            if settings.slicing == "librilight"
+            else "exact: every frame centred inside the item (Libri-Light drops the last one)"
+        ),
         "language_abx": "segments mean-pooled, on language, by duration bin, across speaker; chance 50 %",
         "subsampling": {
             "max_size_group": settings.max_size_group,
@@ -319,8 +328,13 @@ def _conventions(
         },
         "gap": "(E_multi − E_mono) / E_mono, same objective, same evaluated language",
         "gain": "(E_ssl-a − E_vgs+) / E_ssl-a, same training languages, same evaluated language",
-        "bootstrap": f"{analysis.bootstrap} replicates over ABX cells, paired across models; 95 % percentile "
-        "intervals",
+        "bootstrap": f"{analysis.bootstrap} replicates over "
+        + (
+            "seeds (per condition, with replacement, deviations scaled by √(k/(k−1))) and "
+            if len(study.config.seeds) > 1
+            else ""
+        )
+        + "ABX cells (paired across models); 95 % percentile intervals",
         "budget": "; ".join(f"{mixture}: {MIXTURES[mixture]}" for mixture in mixtures),
     }
     fractions = {p.config.captions.grounded_fraction for p in plans if p.config.captions is not None}

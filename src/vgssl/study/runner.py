@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,7 +39,15 @@ from vgssl.study.layout import ModelPaths, StudyLayout
 from vgssl.study.progress import StageLog, format_duration
 from vgssl.study.report import write_report
 from vgssl.study.status import read_status, write_status
-from vgssl.study.training import RunPlan, TrainingFailedError, logged_step, plan_runs, train_run
+from vgssl.study.training import (
+    RunPlan,
+    Slot,
+    TrainingFailedError,
+    logged_step,
+    plan_runs,
+    train_run,
+    training_slots,
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,13 @@ def run_study(
         hours = _matched_hours(study, corpus, languages)
         plans = plan_runs(study, runs, corpus, layout, hours=hours)
         trained = []
-        for plan in plans:
-            ok, message = _train(plan, study, progress)
+        for plan, (ok, message) in _train_all(plans, study, progress):
             stages.line(plan.run.label, message)
             if ok:
                 trained.append(plan)
             else:
                 failed.append(f"{plan.run.label}: training")
+        trained.sort(key=plans.index)
 
         failed += _baselines(study, corpus, layout, languages, stages, progress)
         for plan in plans:
@@ -170,14 +180,59 @@ def _attempt(
         write_status(paths.status, status)
 
 
-def _train(plan: RunPlan, study: StudyFile, progress: bool) -> tuple[bool, str]:
+def _train_all(
+    plans: Sequence[RunPlan], study: StudyFile, progress: bool
+) -> Iterator[tuple[RunPlan, tuple[bool, str]]]:
+    """Train every run, `launch.parallel_runs` at a time (each in its own slot), in the grid's order; yield
+    each run with its outcome as it finishes."""
+    launch = study.config.launch
+    gpus = _visible_gpus() if launch.parallel_runs > 1 else 0
+    slots = training_slots(
+        parallel_runs=launch.parallel_runs, nproc_per_node=launch.nproc_per_node, gpus=gpus
+    )
+    if len(slots) == 1:
+        for plan in plans:
+            yield plan, _train(plan, study, progress, slots[0])
+        return
+    free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
+    for slot in slots:
+        free.put(slot)
+
+    def in_a_slot(plan: RunPlan) -> tuple[bool, str]:
+        slot = free.get()
+        try:
+            return _train(plan, study, progress, slot)
+        finally:
+            free.put(slot)
+
+    # Threads only wait for their trainer's process; the work is in the children.
+    with ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="vgssl-run") as pool:
+        futures = {pool.submit(in_a_slot, plan): plan for plan in plans}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:  # interrupted: stop every trainer and start no other
+            for future in futures:
+                future.cancel()
+            for slot in slots:
+                slot.stop.set()
+            raise
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _train(plan: RunPlan, study: StudyFile, progress: bool, slot: Slot) -> tuple[bool, str]:
     """Train one run unless it is done; return (trained, what to say about it)."""
     if read_status(plan.paths.status).training.state == "done" and _same_config(plan):
         return True, f"training skipped (done: {logged_step(plan.paths.train_dir)} steps)"
     plan.paths.root.mkdir(parents=True, exist_ok=True)
 
     def work() -> str:
-        train_run(plan, nproc_per_node=study.config.launch.nproc_per_node, progress=progress)
+        train_run(plan, nproc_per_node=study.config.launch.nproc_per_node, progress=progress, slot=slot)
         return f"{logged_step(plan.paths.train_dir)} steps"
 
     started = time.perf_counter()

@@ -27,8 +27,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from vgssl.study.grid import Run
 from vgssl.study.layout import ModelPaths, StudyLayout
 from vgssl.train.config import TrainConfig
 from vgssl.train.metrics import METRICS_FILE, read_metrics
+from vgssl.yaml_config import validate_config
 
 POLL_SECONDS = 1.0
 ERROR_MARKER = "vgssl train: error:"
@@ -181,7 +183,7 @@ def _validate(
     study: StudyFile, run: Run, raw: dict[str, Any], *, corpus_built: bool
 ) -> tuple[TrainConfig | None, list[str]]:
     try:
-        return TrainConfig.model_validate(raw, context={"base_dir": study.path.parent}), []
+        return validate_config(TrainConfig, raw, base_dir=study.path.parent), []
     except ValidationError as error:
         problems = []
         override = study.config.run_overrides.get(run.name, {})
@@ -290,14 +292,52 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
     return arm
 
 
-def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
+@dataclass(frozen=True)
+class Slot:
+    """Where one of several runs trained at once goes: its environment (threads, visible GPUs) and the line
+    of its progress bar."""
+
+    index: int
+    environment: dict[str, str]
+    stop: threading.Event = field(default_factory=threading.Event)  # set: stop the trainer, raise interrupt
+
+
+def training_slots(*, parallel_runs: int, nproc_per_node: int, gpus: int) -> list[Slot]:
+    """The `parallel_runs` slots: GPUs split into disjoint groups of `nproc_per_node` when there are any,
+    else the CPU cores shared out as threads. One slot changes nothing in the environment."""
+    if parallel_runs == 1:
+        return [Slot(0, {})]
+    if gpus:
+        if gpus < parallel_runs * nproc_per_node:
+            raise TrainingFailedError(
+                f"launch.parallel_runs={parallel_runs} × nproc_per_node={nproc_per_node} needs "
+                f"{parallel_runs * nproc_per_node} GPUs, {gpus} are visible; lower launch.parallel_runs"
+            )
+        return [
+            Slot(
+                i,
+                {
+                    "CUDA_VISIBLE_DEVICES": ",".join(
+                        str(i * nproc_per_node + g) for g in range(nproc_per_node)
+                    )
+                },
+            )
+            for i in range(parallel_runs)
+        ]
+    threads = max(1, (os.cpu_count() or 1) // (parallel_runs * nproc_per_node))
+    return [Slot(i, {"OMP_NUM_THREADS": str(threads)}) for i in range(parallel_runs)]
+
+
+def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool, slot: Slot | None = None) -> None:
     """Train (or resume) one run in a child process; the child is stopped if this process is interrupted."""
     from tqdm import tqdm
 
     write_train_yaml(plan)
     command = launch_command(plan.paths.train_yaml, nproc_per_node=nproc_per_node)
+    slot = slot or Slot(0, {})
     with plan.paths.launch_log.open("a", encoding="utf-8") as log:
-        log.write(f"=== {datetime.now(UTC).isoformat(timespec='seconds')} {shlex.join(command)}\n")
+        settings = "".join(f"{key}={value} " for key, value in sorted(slot.environment.items()))
+        log.write(f"=== {datetime.now(UTC).isoformat(timespec='seconds')} {settings}{shlex.join(command)}\n")
         log.flush()
         process = subprocess.Popen(
             command,
@@ -305,6 +345,7 @@ def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent(os.getpid()),
+            env={**os.environ, **slot.environment},
         )
         bar = tqdm(
             total=plan.config.max_steps,
@@ -313,6 +354,7 @@ def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
             unit="step",
             leave=False,
             disable=not progress,
+            position=slot.index,
         )
         try:
             while True:
@@ -320,6 +362,8 @@ def train_run(plan: RunPlan, *, nproc_per_node: int, progress: bool) -> None:
                     returncode = process.wait(timeout=POLL_SECONDS)
                     break
                 except subprocess.TimeoutExpired:
+                    if slot.stop.is_set():  # the study was interrupted in another thread
+                        raise KeyboardInterrupt from None
                     bar.update(logged_step(plan.paths.train_dir) - bar.n)
         finally:
             bar.close()

@@ -19,6 +19,7 @@ datasets and sampler with no image source: the same caption audio in the same ba
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +35,8 @@ from vgssl.model.vgs import GroundingConfig
 from vgssl.train.config import CaptionDataConfig, CaptionSource
 from vgssl.train.data import AudioDataset, Batch, Item, collate_batch
 from vgssl.train.mixture import SECONDS_PER_HOUR, Utterance
+
+LOGGER = logging.getLogger(__name__)
 
 
 class CaptionDataError(VgsslError):
@@ -131,6 +134,11 @@ def load_caption_pairs(
                             f"{source.captions}: {error}; fix the file or set data.on_bad_audio: skip"
                         ) from None
                     skipped["unreadable_wav"] = skipped.get("unreadable_wav", 0) + 1
+                    LOGGER.warning(
+                        "skipping caption %s of image %s in %s (%d unreadable so far): cannot read %s: %s",
+                        caption.uttid, image.image_id, source.captions, skipped["unreadable_wav"],
+                        caption.wav, error,
+                    )  # fmt: skip
                     continue
                 num_samples = round(info.frames * sample_rate / info.samplerate)
                 if num_samples < min_samples:

@@ -37,6 +37,8 @@ def _override(text: str) -> tuple[str, object]:
     """`KEY=VALUE` -> (dotted key, VALUE read as YAML; a value YAML cannot read stays a string)."""
     import yaml
 
+    from vgssl.yaml_config import parse_yaml_value
+
     key, separator, value = text.partition("=")
     key = key.strip()
     if not separator or not key or any(not part for part in key.split(".")):
@@ -44,7 +46,7 @@ def _override(text: str) -> tuple[str, object]:
             f"expected KEY=VALUE, KEY dotted for sections (optim.lr=1e-3), got {text!r}"
         )
     try:
-        parsed = yaml.safe_load(value)
+        parsed = parse_yaml_value(value)
     except yaml.YAMLError:
         parsed = value
     return key, parsed

@@ -42,6 +42,7 @@ from vgssl.yaml_config import (
     format_config_error,
     read_yaml_mapping,
     set_dotted,
+    validate_config,
 )
 
 
@@ -199,6 +200,9 @@ class TrainConfig(_Section):
     max_steps: PositiveInt
     seed: int = 0
     precision: Precision = "auto"
+    # CUDA: deterministic kernels only (an op without one is an error), cuDNN autotuning off, cuBLAS's
+    # fixed workspace; slower. A CPU run is already bit-identical for a seed and thread count.
+    deterministic: bool = False
     init_from_hf: ExistingDir | None = None
     model: ModelConfig = ModelConfig()
     data: DataConfig
@@ -317,7 +321,7 @@ def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
     for dotted_key, value in (overrides or {}).items():
         set_dotted(raw, dotted_key.split("."), value, error=ConfigError)
     try:
-        return TrainConfig.model_validate(raw, context={"base_dir": source.parent})
+        return validate_config(TrainConfig, raw, base_dir=source.parent)
     except ValidationError as error:
         lines = [format_config_error(source, root_node, problem) for problem in error.errors()]
         raise ConfigError(f"{len(lines)} problem(s) in config {source}:\n" + "\n".join(lines)) from None

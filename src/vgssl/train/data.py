@@ -85,7 +85,7 @@ def load_split(
                     path=manifest.audio_path(entry),
                     num_samples=entry.num_samples,
                     language=entry.language,
-                    source=str(manifest.source),
+                    source=f"{manifest.source}:{entry.line}",
                 )
             )
     if not pool:
@@ -172,7 +172,8 @@ class AudioDataset(torch.utils.data.Dataset[Item]):
         try:
             audio = read_audio(utterance.path, sample_rate=self.sample_rate)
         except BadAudioError as error:
-            return Item(utterance.utt_id, None, AudioProblem("unreadable", utterance.utt_id, str(error)))
+            message = f"{error} ({utterance.source})"
+            return Item(utterance.utt_id, None, AudioProblem("unreadable", utterance.utt_id, message))
         problem = self._length_problem(utterance, len(audio))
         if problem is None and float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
             problem = AudioProblem(
@@ -214,7 +215,9 @@ class AudioDataset(torch.utils.data.Dataset[Item]):
             file_rate = soundfile.info(str(utterance.path)).samplerate
         except Exception as error:  # soundfile raises several types for corrupt or missing files
             return AudioProblem(
-                "unreadable", utterance.utt_id, f"cannot read audio file {utterance.path}: {error}"
+                "unreadable",
+                utterance.utt_id,
+                f"cannot read audio file {utterance.path} ({utterance.source}): {error}",
             )
         if file_rate == self.sample_rate:
             return None

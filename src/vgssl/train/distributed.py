@@ -5,9 +5,11 @@ Nothing here assumes one process, one GPU or a CPU: the device is `cuda:LOCAL_RA
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from vgssl.train.config import Precision
 
 LOGGER = logging.getLogger("vgssl.train")
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
 
 
 class ReplicaDriftError(VgsslError):
@@ -142,3 +145,29 @@ def wrap_for_ddp(model: torch.nn.Module, context: DistributedContext, *, find_un
         device_ids=[context.device.index] if context.device.type == "cuda" else None,
         find_unused_parameters=find_unused_parameters,
     )
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """`deterministic: true` for the block: torch's deterministic algorithms only, cuDNN without autotuning,
+    and the fixed cuBLAS workspace its deterministic matmuls need (set before the first CUDA matmul, which
+    is why this wraps the whole run). Everything is restored afterwards, for callers in the same process."""
+    if not enabled:
+        yield
+        return
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        os.environ.get(CUBLAS_WORKSPACE),
+    )
+    os.environ.setdefault(CUBLAS_WORKSPACE, ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[1], previous[2]
+        if previous[3] is None:
+            os.environ.pop(CUBLAS_WORKSPACE, None)

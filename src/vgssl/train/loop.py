@@ -47,6 +47,7 @@ from vgssl.train.distributed import (
     all_gather_objects,
     barrier,
     check_replicas_identical,
+    deterministic_kernels,
     resolve_autocast_dtype,
     setup_distributed,
     teardown_distributed,
@@ -94,7 +95,7 @@ def train(config: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
     # One trainer per run directory: rank 0 holds its lock for the whole run (a second trainer fails at once).
     lock = exclusive_lock(config.run_dir, job="trainer") if context.is_main else contextlib.nullcontext()
     try:
-        with lock:
+        with lock, deterministic_kernels(config.deterministic):
             prepared = prepare_run_dir(config) if context.is_main else None
             barrier(context)
             with log_to_run_dir(config.run_dir, context):
