@@ -82,7 +82,7 @@ def direct(model_dir: Path, paths: list[Path]):
 
 
 def features(*argv: object) -> int:
-    return main(["image-features", *[str(a) for a in argv], "--quiet"])
+    return main(["image-features", *[str(a) for a in argv], "--no-progress"])
 
 
 def test_features_of_every_image_equal_a_direct_forward_of_the_model(

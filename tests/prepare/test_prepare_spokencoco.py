@@ -89,7 +89,7 @@ def unroll(document: dict) -> dict:
 
 
 def prepare(*argv: object) -> int:
-    return main(["prepare", "spokencoco", *[str(a) for a in argv], "--quiet"])
+    return main(["prepare", "spokencoco", *[str(a) for a in argv], "--no-progress"])
 
 
 def test_the_published_layout_becomes_train_and_test_captions_with_manifests_and_a_card(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vgssl.data.alignments import SILENCE, Alignment, AlignmentFormatError, Segment
@@ -33,6 +33,8 @@ _STRESS = re.compile(r"^(?P<base>[A-Za-z]+)[012]$")  # ARPAbet vowels: AH0, IY1,
 _POSITION = re.compile(r"^(?P<base>.+)_[BIES]$")  # Kaldi word-position-dependent phones: AH0_B
 _IPA_STRESS = str.maketrans("", "", "ˈˌ")
 _DIGITS = 6  # seconds are rounded to the microsecond
+# An overlap this small is rounding (a CTM gives start and duration, each rounded), not a real overlap.
+ROUNDING_SLACK = 0.0015
 
 
 class AlignmentSourceError(VgsslError):
@@ -222,6 +224,8 @@ def normalise(raw: RawAlignment, rules: LabelRules, counts: NormaliseCounts) -> 
                 f"{interval.where}: phone {interval.label!r} ends at {interval.offset} s before it starts "
                 f"at {interval.onset} s"
             )
+        if end - ROUNDING_SLACK <= interval.onset < end:  # start + duration rounded (CTM): they touch
+            interval = replace(interval, onset=end)
         if interval.onset < end:
             raise OverlappingPhonesError(
                 f"{interval.where}: phone {interval.label!r} starts at {interval.onset} s, before the "

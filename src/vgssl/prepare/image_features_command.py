@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing features in OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _device(choice: str) -> str:
@@ -69,13 +69,13 @@ def _device(choice: str) -> str:
 
 
 def _load_encoder(args: argparse.Namespace, model_dir: Path) -> VisionEncoder:
-    """The encoder; with --quiet, without transformers' weight-loading progress bar."""
+    """The encoder; with --no-progress, without transformers' weight-loading progress bar."""
     from transformers.utils import logging as hf_logging
 
     from vgssl.prepare.vision_features import VisionEncoder
 
     bar = hf_logging.is_progress_bar_enabled()
-    if args.quiet:
+    if args.no_progress:
         hf_logging.disable_progress_bar()
     try:
         return VisionEncoder(
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             out,
             options=options,
             overwrite=args.overwrite,
-            progress=not args.quiet,
+            progress=not args.no_progress,
             sources=args.captions,
         )
     regions = card["regions"]

@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace this language's captions and manifests where they exist",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _split_mapping(args: argparse.Namespace, root: Path) -> tuple[str, dict[str, Path], list[str]]:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             on_missing=args.on_missing,
             on_bad_audio=args.on_bad_audio,
             workers=args.workers,
-            progress=not args.quiet,
+            progress=not args.no_progress,
             description=f"{split}: checking wavs",
         )
         written[split], skipped[split] = check.images, check.skipped

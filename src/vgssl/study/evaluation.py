@@ -148,6 +148,8 @@ def evaluate_model(
 def _layers(settings: EvaluationSection, available: int) -> list[int]:
     if settings.layers == "all":
         return list(range(available))
+    if available == 1:  # a baseline (MFCC) has only its own features, whatever layers the models are read at
+        return [0]
     missing = [layer for layer in settings.layers if layer >= available]
     if missing:
         raise BadOptionError(
