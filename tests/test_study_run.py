@@ -216,8 +216,9 @@ def test_three_languages_and_a_failing_run(tmp_path):
 
 def test_two_seeds_trained_two_at_a_time_give_intervals_over_seeds(tmp_path, tiny_study):
     """`seeds: [0, 1]` with `launch.parallel_runs: 2`: every run trains in a slot of its own (its launch log
-    shows the slot's thread count), and the report gives per-seed errors, the between-seed SD, intervals
-    over seeds and cells and the share of replicates, with the environment it was computed in."""
+    shows the slot's thread count) and is evaluated there while the other slot trains, and the report gives
+    per-seed errors, the between-seed SD, intervals over seeds and cells and the share of replicates, with the
+    environment it was computed in."""
     corpus = tiny_study[0] / "corpus"
     config = _derived_config(
         tmp_path,
@@ -237,7 +238,12 @@ def test_two_seeds_trained_two_at_a_time_give_intervals_over_seeds(tmp_path, tin
     for name in names:
         assert "=== " in (log := (out / "runs" / name / "launch.log").read_text(encoding="utf-8"))
         assert f"OMP_NUM_THREADS={threads} " in log
-        assert read_status(out / "runs" / name / "status.json").training.state == "done"
+        status = read_status(out / "runs" / name / "status.json")
+        assert status.training.state == status.evaluation.state == "done"
+    # Each run is evaluated in its slot right after its training, beside the other slot's training.
+    trained = [i for i, line in enumerate(lines) if ": training done in " in line]
+    evaluated = [i for i, line in enumerate(lines) if ": evaluation done in " in line]
+    assert len(trained) == len(evaluated) == 6 and min(evaluated) < max(trained), lines
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     walls = [row["wall_seconds"] for row in report["setup"]["compute"]]
     assert sum(walls) > time.perf_counter() - started - sum(walls) / 2  # some runs overlapped

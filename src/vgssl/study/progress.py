@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 
@@ -16,13 +17,15 @@ def format_duration(seconds: float) -> str:
 
 
 class StageLog:
-    """Numbered progress lines: `[3/15] vgs+ en+fr: training done in 2m41s (200 steps)`."""
+    """Numbered progress lines: `[3/15] vgs+ en+fr: training done in 2m41s (200 steps)`, from any thread."""
 
     def __init__(self, total: int, write: Callable[[str], None]) -> None:
         self.total = total
         self.index = 0
         self.write = write
+        self._lock = threading.Lock()
 
     def line(self, subject: str, message: str) -> None:
-        self.index += 1
-        self.write(f"[{self.index}/{self.total}] {subject}: {message}")
+        with self._lock:
+            self.index += 1
+            self.write(f"[{self.index}/{self.total}] {subject}: {message}")

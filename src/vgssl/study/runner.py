@@ -1,14 +1,17 @@
 """`run_study`: the whole study in stages, one progress line each, resumable at every stage.
 
-Stages: the corpus (found or built), the training of every run in turn, the baselines, the evaluation of
-every trained run, the report. Everything is checked before the first stage (config, languages against the
-corpus, every run's training config), so a mistake costs seconds, not a trained grid. A run whose training
-or evaluation fails is recorded as failed in its `status.json` and the study goes on; re-running the study
-retries it, skips what is done and resumes what was interrupted.
+Stages: the corpus (found or built), then every run's training and, right after it, its evaluation, then
+the baselines, then the report. With `launch.parallel_runs` > 1 the runs share the machine's slots, the
+longest first, each trained in its slot and evaluated there in a process of its own (`slot_process`), so
+evaluation overlaps the other slots' training. Everything is checked before the first stage (config,
+languages against the corpus, every run's training config), so a mistake costs seconds, not a trained grid.
+A run whose training or evaluation fails is recorded as failed in its `status.json` and the study goes on;
+re-running the study retries it, skips what is done and resumes what was interrupted.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -25,7 +28,7 @@ import yaml
 from vgssl.atomic import atomic_write_json, atomic_write_text
 from vgssl.evaluate.results import RunTag
 from vgssl.locks import exclusive_lock
-from vgssl.study.config import StudyConfigError, StudyFile, load_study_config
+from vgssl.study.config import EvaluationSection, StudyConfigError, StudyFile, load_study_config
 from vgssl.study.corpus import StudyCorpus, build_if_missing, locate_corpus, study_languages, train_hours
 from vgssl.study.evaluation import (
     RANDOM_INIT_CHECKPOINT,
@@ -38,6 +41,7 @@ from vgssl.study.grid import enumerate_runs
 from vgssl.study.layout import ModelPaths, StudyLayout
 from vgssl.study.progress import StageLog, format_duration
 from vgssl.study.report import write_report
+from vgssl.study.slot_process import SlotProcessError, run_in_slot
 from vgssl.study.status import read_status, write_status
 from vgssl.study.training import (
     RunPlan,
@@ -87,24 +91,17 @@ def run_study(
 
         hours = _matched_hours(study, corpus, languages)
         plans = plan_runs(study, runs, corpus, layout, hours=hours)
-        trained = []
-        for plan, (ok, message) in _train_all(plans, study, progress):
-            stages.line(plan.run.label, message)
-            if ok:
-                trained.append(plan)
-            else:
-                failed.append(f"{plan.run.label}: training")
-        trained.sort(key=plans.index)
-
-        failed += _baselines(study, corpus, layout, languages, stages, progress)
-        for plan in plans:
-            if plan not in trained:
-                stages.line(plan.run.label, "evaluation not possible (training failed)")
-                continue
-            ok, message = _evaluate_run(plan, corpus, study, progress)
-            stages.line(plan.run.label, message)
-            if not ok:
-                failed.append(f"{plan.run.label}: evaluation")
+        slots = _slots(study)
+        # Each run is evaluated right after its training, in its slot; with several slots the longest runs
+        # go first and the (short) baselines last, so that no slot waits at the end.
+        ordered = sorted(plans, key=_expected_cost, reverse=True) if len(slots) > 1 else plans
+        jobs: list[Callable[[Slot], list[str]]] = [
+            functools.partial(_train_and_evaluate, plan, corpus, study, stages, progress, len(slots) > 1)
+            for plan in ordered
+        ]
+        jobs.append(functools.partial(_baselines, study, corpus, layout, languages, stages, progress))
+        for job_failed in _in_slots(jobs, slots):
+            failed += job_failed
 
         started = time.perf_counter()
         report = write_report(study, corpus, layout, plans, languages, hours=hours)
@@ -167,56 +164,84 @@ def _attempt(
         stage_status.state = "interrupted"
         raise
     except Exception as error:  # a failing model must not stop the study: record why and go on
-        own = isinstance(error, TrainingFailedError)  # the trainer's message says it all
+        own = isinstance(error, (TrainingFailedError, SlotProcessError))  # their message says it all
         stage_status.state, stage_status.error = (
             "failed",
             str(error) if own else f"{type(error).__name__}: {error}",
         )
         if traceback_file is not None:
-            atomic_write_text(traceback_file, traceback.format_exc())
+            child = getattr(error, "child_traceback", None)  # the one that says where it failed
+            atomic_write_text(traceback_file, child or traceback.format_exc())
         return False, stage_status.error
     finally:
         stage_status.wall_seconds += time.perf_counter() - started
         write_status(paths.status, status)
 
 
-def _train_all(
-    plans: Sequence[RunPlan], study: StudyFile, progress: bool
-) -> Iterator[tuple[RunPlan, tuple[bool, str]]]:
-    """Train every run, `launch.parallel_runs` at a time (each in its own slot), in the grid's order; yield
-    each run with its outcome as it finishes."""
+def _slots(study: StudyFile) -> list[Slot]:
     launch = study.config.launch
     gpus = _visible_gpus() if launch.parallel_runs > 1 else 0
-    slots = training_slots(
-        parallel_runs=launch.parallel_runs, nproc_per_node=launch.nproc_per_node, gpus=gpus
-    )
+    return training_slots(parallel_runs=launch.parallel_runs, nproc_per_node=launch.nproc_per_node, gpus=gpus)
+
+
+def _expected_cost(plan: RunPlan) -> tuple[int, int, int]:
+    """Grounded runs cost most per step (their caption steps add the speech–image branch), then bilingual
+    ones (validation and evaluation in two languages)."""
+    return plan.run.objective == "vgs+", len(plan.run.languages), plan.config.max_steps
+
+
+def _in_slots(jobs: Sequence[Callable[[Slot], list[str]]], slots: Sequence[Slot]) -> Iterator[list[str]]:
+    """Run every job, as many at once as there are slots (each with a slot of its own), in order; yield
+    what each job says failed, as it finishes."""
     if len(slots) == 1:
-        for plan in plans:
-            yield plan, _train(plan, study, progress, slots[0])
+        for job in jobs:
+            yield job(slots[0])
         return
     free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
     for slot in slots:
         free.put(slot)
 
-    def in_a_slot(plan: RunPlan) -> tuple[bool, str]:
+    def in_a_slot(job: Callable[[Slot], list[str]]) -> list[str]:
         slot = free.get()
         try:
-            return _train(plan, study, progress, slot)
+            return job(slot)
         finally:
             free.put(slot)
 
-    # Threads only wait for their trainer's process; the work is in the children.
+    # Threads only wait for their children (trainer, evaluation); the work is in those processes.
     with ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="vgssl-run") as pool:
-        futures = {pool.submit(in_a_slot, plan): plan for plan in plans}
+        futures = [pool.submit(in_a_slot, job) for job in jobs]
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:  # interrupted: stop every trainer and start no other
+                yield future.result()
+        except BaseException:  # interrupted: stop every child and start no other
             for future in futures:
                 future.cancel()
             for slot in slots:
                 slot.stop.set()
             raise
+
+
+def _train_and_evaluate(
+    plan: RunPlan,
+    corpus: StudyCorpus,
+    study: StudyFile,
+    stages: StageLog,
+    progress: bool,
+    separate_process: bool,
+    slot: Slot,
+) -> list[str]:
+    """Train one run, then evaluate it (in a process of the slot's when `separate_process`); return what
+    failed."""
+    label = plan.run.label
+    ok, message = _train(plan, study, progress, slot)
+    stages.line(label, message)
+    if not ok:
+        stages.line(label, "evaluation not possible (training failed)")
+        return [f"{label}: training"]
+    ok, message = _evaluate_run(plan, corpus, study, progress, slot if separate_process else None)
+    stages.line(label, message)
+    return [] if ok else [f"{label}: evaluation"]
 
 
 def _visible_gpus() -> int:
@@ -252,21 +277,23 @@ def _same_config(plan: RunPlan) -> bool:
 
 
 def _evaluate(
-    model: ModelToEvaluate, corpus: StudyCorpus, study: StudyFile, progress: bool, retrieval: bool = False
+    model: ModelToEvaluate,
+    corpus: StudyCorpus,
+    study: StudyFile,
+    progress: bool,
+    *,
+    retrieval: bool = False,
+    slot: Slot | None = None,
 ) -> tuple[bool, str]:
-    """Write the model's missing results; return (succeeded, what to say about it)."""
+    """Write the model's missing results, here or in a process of `slot`'s; return (succeeded, what to say
+    about it)."""
     settings = study.config.evaluation
     wants_retrieval = retrieval and not model.paths.retrieval.is_file()
     if not model.pending(corpus, settings) and not wants_retrieval:
         return True, "evaluation skipped (results exist)"
-
-    def work() -> str:
-        written = evaluate_model(model, corpus, settings, progress=progress)
-        if wants_retrieval:
-            evaluate_retrieval(model, corpus, device=settings.device)
-            written.append(model.paths.retrieval)
-        return ", ".join(path.stem for path in written)
-
+    work = functools.partial(_write_results, model, corpus, settings, wants_retrieval, progress=progress)
+    if slot is not None:  # its progress bars would tangle with the other slots'
+        work = functools.partial(run_in_slot, functools.partial(work, progress=False), slot)
     started = time.perf_counter()
     ok, message = _attempt(model.paths, "evaluation", work, traceback_file=model.paths.evaluate_log)
     took = format_duration(time.perf_counter() - started)
@@ -275,7 +302,24 @@ def _evaluate(
     return False, f"evaluation FAILED after {took}: {message} (see {model.paths.evaluate_log})"
 
 
-def _evaluate_run(plan: RunPlan, corpus: StudyCorpus, study: StudyFile, progress: bool) -> tuple[bool, str]:
+def _write_results(
+    model: ModelToEvaluate,
+    corpus: StudyCorpus,
+    settings: EvaluationSection,
+    retrieval: bool,
+    *,
+    progress: bool,
+) -> str:
+    written = evaluate_model(model, corpus, settings, progress=progress)
+    if retrieval:
+        evaluate_retrieval(model, corpus, device=settings.device)
+        written.append(model.paths.retrieval)
+    return ", ".join(path.stem for path in written)
+
+
+def _evaluate_run(
+    plan: RunPlan, corpus: StudyCorpus, study: StudyFile, progress: bool, slot: Slot | None
+) -> tuple[bool, str]:
     run = plan.run
     captions = plan.config.captions
     model = ModelToEvaluate(
@@ -286,7 +330,7 @@ def _evaluate_run(plan: RunPlan, corpus: StudyCorpus, study: StudyFile, progress
         image_features=captions.image_features if captions is not None else None,
     )
     retrieval = run.objective == "vgs+" and study.config.evaluation.retrieval
-    return _evaluate(model, corpus, study, progress, retrieval=retrieval)
+    return _evaluate(model, corpus, study, progress, retrieval=retrieval, slot=slot)
 
 
 def _baselines(
@@ -296,8 +340,10 @@ def _baselines(
     languages: Sequence[str],
     stages: StageLog,
     progress: bool,
+    slot: Slot,
 ) -> list[str]:
-    """Evaluate every baseline, as one stage; return what failed."""
+    """Evaluate every baseline, as one stage (in `slot`'s processes when it is one of several); return what
+    failed."""
     config = study.config
     started = time.perf_counter()
     done, failed = [], []
@@ -309,7 +355,8 @@ def _baselines(
             if not Path(spec).is_file():
                 write_random_init(config.train.get("model", {}), seed=config.seeds[0], path=Path(spec))
         model = ModelToEvaluate(spec, paths, tuple(languages), RunTag(run=name))
-        ok, _ = _evaluate(model, corpus, study, progress)
+        separate = config.launch.parallel_runs > 1
+        ok, _ = _evaluate(model, corpus, study, progress, slot=slot if separate else None)
         (done if ok else failed).append(name)
     took = format_duration(time.perf_counter() - started)
     message = f"evaluated {', '.join(done)} in {took}" if done else "none evaluated"
