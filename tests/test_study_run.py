@@ -285,6 +285,24 @@ def test_the_share_of_replicates_is_given_only_with_several_seeds(seeds):
     assert ("One seed per condition: training variance" in text) == (len(seeds) == 1)
 
 
+@pytest.mark.parametrize(
+    ("errors", "flagged"),
+    [((20.0, 30.0), None), ((20.0, 49.0), "Near chance (error ≥ 45 %): b."), ((51.0, 52.0), "every model")],
+)
+def test_language_abx_near_chance_is_flagged(errors, flagged):
+    from vgssl.study.markdown import _language_abx
+
+    rows = [
+        {"label": label, "languages": ["en", "fr"], "best_layer": 0, "best_error": error, "fixed_layer": 1,
+         "fixed_error": error}
+        for label, error in zip("ab", errors, strict=True)
+    ]  # fmt: skip
+    text = "\n".join(_language_abx({"language_abx": rows}))
+    assert ("Near chance" in text) == (flagged is not None)
+    if flagged is not None:
+        assert flagged in text
+
+
 def test_an_interrupted_study_resumes(tmp_path, tiny_study):
     corpus = tiny_study[0] / "corpus"
     config = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))

@@ -11,6 +11,10 @@ PAPER_STATEMENTS = {
     "audio-only gap > grounded gap": ("gap ssl-a", "gap vgs+"),
     "multilingual grounding gain > monolingual grounding gain": ("gain multilingual", "gain mono"),
 }
+# A language-ABX error this close to chance (50 %) says the task found no language information to compare
+# (measured: every model of the demo, and normalised MFCC, at 50.7–52.6 %).
+LANGUAGE_ABX_NEAR_CHANCE = 45.0
+
 QUANTITY_NAMES = {
     "gap ssl-a": "multilingual gap, audio-only (SSL-A)",
     "gap vgs+": "multilingual gap, grounded (VGS+)",
@@ -268,7 +272,16 @@ def _language_abx(report: dict[str, Any]) -> list[str]:
          f"{r['fixed_error']:.2f}")
         for r in rows
     ]  # fmt: skip
-    return lines + _table(["model", "languages", "best layer", "error %", "fixed layer", "error %"], table)
+    lines += _table(["model", "languages", "best layer", "error %", "fixed layer", "error %"], table)
+    near_chance = [r["label"] for r in rows if r["best_error"] >= LANGUAGE_ABX_NEAR_CHANCE]
+    if near_chance:
+        which = "every model" if len(near_chance) == len(rows) else ", ".join(near_chance)
+        lines += [
+            f"Near chance (error ≥ {LANGUAGE_ABX_NEAR_CHANCE:g} %): {which}. At that level the task finds no "
+            "language information to compare; do not read the differences between these rows.",
+            "",
+        ]
+    return lines
 
 
 def _retrieval(report: dict[str, Any]) -> list[str]:
