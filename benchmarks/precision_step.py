@@ -20,31 +20,15 @@ import numpy as np
 import torch
 import yaml
 
-from train_step import speech_like_batch
+from train_step import speech_like_batch, training_step
 from vgssl.model.config import ModelConfig
-from vgssl.model.wav2vec2 import Wav2Vec2
-from vgssl.train.data import Batch
-from vgssl.train.distributed import DistributedContext
-from vgssl.train.gradients import accumulate_gradients
 
 PRESET = Path(__file__).parent.parent / "src" / "vgssl" / "study" / "presets" / "demo.yaml"
 
 
 def make_step(model_section: dict, wav: torch.Tensor, dtype: torch.dtype | None):
     torch.manual_seed(0)
-    model = Wav2Vec2(ModelConfig(**model_section)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    context = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    batch = Batch(
-        wav=wav, padding_mask=torch.zeros_like(wav, dtype=torch.bool), utt_ids=[""] * len(wav), problems=[]
-    )
-
-    def step(number: int) -> None:
-        accumulate_gradients(model, [batch], seed=0, step=number, context=context, autocast_dtype=dtype)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    return training_step(ModelConfig(**model_section), wav, dtype)
 
 
 def main() -> None:

@@ -48,10 +48,6 @@ def speech_like_batch(batch: int, seconds: float) -> torch.Tensor:
 
 def ours_step(frontend: str, wav: torch.Tensor):
     from vgssl.model.config import ModelConfig
-    from vgssl.model.wav2vec2 import Wav2Vec2
-    from vgssl.train.data import Batch
-    from vgssl.train.distributed import DistributedContext
-    from vgssl.train.gradients import accumulate_gradients
 
     config = ModelConfig(
         frontend=frontend,
@@ -64,6 +60,17 @@ def ours_step(frontend: str, wav: torch.Tensor):
         num_negatives=SHARED["negatives"],
         feature_grad_mult=1.0,
     )
+    return training_step(config, wav)
+
+
+def training_step(config, wav: torch.Tensor, autocast_dtype: torch.dtype | None = None):
+    """A function that runs one of our training steps (the trainer's `accumulate_gradients`, then AdamW) of
+    a fresh model with `config` on the batch `wav`, and returns the loss per masked frame."""
+    from vgssl.model.wav2vec2 import Wav2Vec2
+    from vgssl.train.data import Batch
+    from vgssl.train.distributed import DistributedContext
+    from vgssl.train.gradients import accumulate_gradients
+
     model = Wav2Vec2(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     context = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
@@ -73,7 +80,7 @@ def ours_step(frontend: str, wav: torch.Tensor):
 
     def step(number: int) -> float:
         totals = accumulate_gradients(
-            model, [batch], seed=0, step=number, context=context, autocast_dtype=None
+            model, [batch], seed=0, step=number, context=context, autocast_dtype=autocast_dtype
         )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -94,12 +94,15 @@ def run_study(
         slots = _slots(study)
         # Each run is evaluated right after its training, in its slot; with several slots the longest runs
         # go first and the (short) baselines last, so that no slot waits at the end.
-        ordered = sorted(plans, key=_expected_cost, reverse=True) if len(slots) > 1 else plans
+        separate = len(slots) > 1  # evaluate in a process of the slot's, beside the other slots' work
+        ordered = sorted(plans, key=_expected_cost, reverse=True) if separate else plans
         jobs: list[Callable[[Slot], list[str]]] = [
-            functools.partial(_train_and_evaluate, plan, corpus, study, stages, progress, len(slots) > 1)
+            functools.partial(_train_and_evaluate, plan, corpus, study, stages, progress, separate)
             for plan in ordered
         ]
-        jobs.append(functools.partial(_baselines, study, corpus, layout, languages, stages, progress))
+        jobs.append(
+            functools.partial(_baselines, study, corpus, layout, languages, stages, progress, separate)
+        )
         for job_failed in _in_slots(jobs, slots):
             failed += job_failed
 
@@ -340,10 +343,11 @@ def _baselines(
     languages: Sequence[str],
     stages: StageLog,
     progress: bool,
+    separate_process: bool,
     slot: Slot,
 ) -> list[str]:
-    """Evaluate every baseline, as one stage (in `slot`'s processes when it is one of several); return what
-    failed."""
+    """Evaluate every baseline, as one stage (in processes of the slot's when `separate_process`); return
+    what failed."""
     config = study.config
     started = time.perf_counter()
     done, failed = [], []
@@ -355,8 +359,7 @@ def _baselines(
             if not Path(spec).is_file():
                 write_random_init(config.train.get("model", {}), seed=config.seeds[0], path=Path(spec))
         model = ModelToEvaluate(spec, paths, tuple(languages), RunTag(run=name))
-        separate = config.launch.parallel_runs > 1
-        ok, _ = _evaluate(model, corpus, study, progress, slot=slot if separate else None)
+        ok, _ = _evaluate(model, corpus, study, progress, slot=slot if separate_process else None)
         (done if ok else failed).append(name)
     took = format_duration(time.perf_counter() - started)
     message = f"evaluated {', '.join(done)} in {took}" if done else "none evaluated"
