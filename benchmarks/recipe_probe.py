@@ -45,14 +45,17 @@ class Probe:
     language: str = "en"
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    # The run's training languages; empty: `language` alone (a bilingual run: ("en", "fr")).
+    languages: tuple[str, ...] = ()
 
     def train_config(self) -> dict[str, Any]:
         study = load_study_config(self.study_config)
         corpus = StudyCorpus(path=self.corpus, languages=tuple(study.config.languages), card=None)
         min_seconds = study.config.train.get("data", {}).get("min_seconds", 1.0)
         hours = min(train_hours(corpus, tuple(study.config.languages), min_seconds=min_seconds).values())
-        name = f"{self.objective}_{self.language}_seed{self.seed}"
-        run = Run(objective=self.objective, languages=(self.language,), seed=self.seed, name=name)
+        languages = self.languages or (self.language,)
+        name = f"{self.objective}_{'+'.join(languages)}_seed{self.seed}"
+        run = Run(objective=self.objective, languages=languages, seed=self.seed, name=name)
         layout = StudyLayout(self.out)
         raw = run_train_dict(study, run, corpus, layout.run(run.name), hours=hours)
         raw["run_dir"] = str(self.out / "run")
@@ -115,6 +118,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def phone_abx_by_layer(spec: str, corpus: Path, language: str, work: Path) -> dict[str, dict[int, float]]:
     """{"valid": {layer: error %}, "test": {...}} across speaker, within context, triphone items."""
+    return phone_abx_conditions(spec, corpus, language, work, speakers=(CONDITION[0],))["errors"][
+        CONDITION[0]
+    ]
+
+
+def phone_abx_conditions(
+    spec: str, corpus: Path, language: str, work: Path, *, speakers: tuple[str, ...] = ("across", "within")
+) -> dict[str, Any]:
+    """Phone ABX (triphone items, within context) of every layer on the valid and test items:
+    {"errors": {speaker: {split: {layer: error %}}}, "cells": {speaker: {layer: {"A|B": error %}}}} with
+    the test split's collapsed cells (phone pairs), for bootstrapping."""
     import torch
 
     from vgssl.data.manifest import read_manifest
@@ -123,7 +137,8 @@ def phone_abx_by_layer(spec: str, corpus: Path, language: str, work: Path) -> di
 
     model = load_feature_model(spec)
     layers = list(range(model.num_layers()))
-    errors: dict[str, dict[int, float]] = {}
+    errors: dict[str, dict[str, dict[int, float]]] = {speaker: {} for speaker in speakers}
+    cells: dict[str, dict[int, dict[str, float]]] = {speaker: {} for speaker in speakers}
     for split in ("valid", "test"):
         items = corpus / "items" / f"{language}_{split}_triphone.item"
         if not items.is_file():
@@ -136,11 +151,15 @@ def phone_abx_by_layer(spec: str, corpus: Path, language: str, work: Path) -> di
             batch_seconds=60.0, device=torch.device("cpu"), progress=False,
         )  # fmt: skip
         result = run_phone_abx(
-            features, items, layers=layers, speakers=[CONDITION[0]], contexts=[CONDITION[1]],
+            features, items, layers=layers, speakers=list(speakers), contexts=[CONDITION[1]],
             max_size_group=10, max_x_across=5, seed=0, device=torch.device("cpu"), progress=False,
         )  # fmt: skip
-        errors[split] = {score.layer: score.error for score in result.scores}
-    return errors
+        for score in result.scores:
+            errors[score.speaker].setdefault(split, {})[score.layer] = score.error
+            if split == "test":
+                pairs = zip(score.cells.a, score.cells.b, score.cells.error, strict=True)
+                cells[score.speaker][score.layer] = {f"{a}|{b}": error for a, b, error in pairs}
+    return {"errors": errors, "cells": cells}
 
 
 def chosen(errors: dict[str, dict[int, float]]) -> tuple[int, float, float]:

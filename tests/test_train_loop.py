@@ -30,8 +30,14 @@ from vgssl.train.distributed import (
     ReplicaDriftError,
     check_replicas_identical,
     deterministic_kernels,
+    resolve_autocast_dtype,
 )
-from vgssl.train.gradients import NonFiniteLossError, accumulate_gradients, micro_batch_seed
+from vgssl.train.gradients import (
+    MASK_STREAM_OFFSET,
+    NonFiniteLossError,
+    accumulate_gradients,
+    micro_batch_seed,
+)
 from vgssl.train.loop import Trainer, train
 from vgssl.train.metrics import read_metrics
 from vgssl.train.schedule import lr_scale
@@ -134,7 +140,10 @@ def test_accumulated_micro_batches_equal_one_forward_of_the_concatenated_batch(
     def own_generator(offset: int, value: torch.Tensor) -> torch.Generator:
         return torch.Generator().manual_seed(offset + int(value))
 
-    def mask_per_utterance(lengths: torch.Tensor, num_frames: int, **options: object) -> torch.Tensor:
+    def mask_per_utterance(
+        lengths: torch.Tensor, num_frames: int, *, generator: object = None, **options: object
+    ) -> torch.Tensor:
+        del generator  # the trainer's per-micro-batch generator: replaced by one per utterance
         return torch.cat(
             [real_mask(n[None], num_frames, generator=own_generator(1000, n), **options) for n in lengths]
         )
@@ -188,7 +197,9 @@ def test_accumulated_gradients_are_the_loss_sums_over_the_global_masked_count(co
     sums, counts = [], []
     for index, batch in enumerate(micro_batches):
         torch.manual_seed(micro_batch_seed(7, 3, index))
-        output = model(batch.wav, batch.padding_mask)
+        masks = torch.Generator().manual_seed(micro_batch_seed(7, 3, index, stream=MASK_STREAM_OFFSET))
+        time_mask = model.span_mask(batch.wav, batch.padding_mask, generator=masks)
+        output = model(batch.wav, batch.padding_mask, time_mask=time_mask)
         sums.append(sum(output.losses.values()))
         counts.append(output.num_masked)
     assert counts[0] != counts[1] and totals["num_masked"] == sum(counts)
@@ -278,6 +289,17 @@ def test_a_finished_run_exits_zero_and_a_changed_config_is_refused(corpus: Path,
         RunDirConflictError, match=r"optim.lr: 0.002 in the run, 0.01 now\n.*another --run-dir"
     ):
         train(changed)
+
+
+def test_auto_precision_is_bf16_on_a_cpu_only_where_the_cpu_has_native_bf16() -> None:
+    cpu = torch.device("cpu")
+    flags = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
+    native = any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    # bf16 is emulated (about 10x slower than fp32) where the CPU lacks it, so auto must not pick it there
+    assert resolve_autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
+    assert resolve_autocast_dtype("fp32", cpu) is None
+    assert resolve_autocast_dtype("bf16", cpu) == torch.bfloat16  # asked for: honoured, with a warning
+    assert resolve_autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
 
 
 def test_the_model_learns_within_a_hundred_steps(corpus: Path, tmp_path: Path) -> None:

@@ -113,15 +113,19 @@ def test_a_perfect_model_pays_nothing_for_two_captions_of_one_image() -> None:
 # --- the branches ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pooling", ["cls", "attention"])
-def test_the_pooled_vector_of_an_utterance_does_not_depend_on_padding(pooling: str) -> None:
+@pytest.mark.parametrize(("pooling", "conv_layers", "frames"), [("cls", 0, 20), ("attention", 0, 20),
+                                                               ("cls", 2, 21), ("cls", 1, 20)])  # fmt: skip
+def test_the_pooled_vector_of_an_utterance_does_not_depend_on_padding(
+    pooling: str, conv_layers: int, frames: int
+) -> None:
     torch.manual_seed(0)
-    head = AudioGroundingHead(16, 8, pooling=pooling, layers=1, heads=2, dropout=0.0).eval()
-    hidden = torch.randn(1, 20, 16)
+    head = AudioGroundingHead(16, 8, pooling=pooling, layers=1, heads=2, dropout=0.0, conv_layers=conv_layers)
+    head.eval()
+    hidden = torch.randn(1, frames, 16)
     alone = head(hidden, None)
     padded = torch.cat([hidden, 100 * torch.randn(1, 7, 16)], dim=1)  # loud garbage in the padding
-    padding = torch.zeros(1, 27, dtype=torch.bool)
-    padding[0, 20:] = True
+    padding = torch.zeros(1, frames + 7, dtype=torch.bool)
+    padding[0, frames:] = True
     assert torch.allclose(head(padded, padding), alone, atol=1e-5)
     assert not torch.allclose(head(padded, None), alone, atol=1e-3)
 
@@ -184,8 +188,47 @@ def test_the_grounding_pass_runs_on_unmasked_audio() -> None:
     assert torch.allclose(model.embed_audio(wav), expected, atol=1e-6)
 
 
+def test_downsampling_layers_halve_the_frames_the_pooler_reads() -> None:
+    torch.manual_seed(0)
+    head = AudioGroundingHead(16, 8, pooling="cls", layers=1, heads=2, dropout=0.0, conv_layers=2)
+    x, padding = head.input(torch.randn(3, 21, 16)), torch.zeros(3, 21, dtype=torch.bool)
+    padding[1, 9:] = True  # 9 valid frames -> 5 -> 3
+    for block in head.downsample:
+        x, padding = block(x, padding)
+    assert x.shape == (3, 6, 8)  # 21 -> 11 -> 6
+    assert (~padding).sum(1).tolist() == [6, 3, 6]
+
+
+def test_a_masked_pass_grounding_reads_the_masked_hidden_states() -> None:
+    model = tiny_vgs(dropout=0.0, audio_pass="masked")
+    model.audio = Wav2Vec2(ModelConfig(**TINY, dropout=0.0, attention_dropout=0.0))
+    wav, images = torch.randn(2, 16_000), torch.randn(2, 3, 32, 32)
+    time_mask = model.audio.span_mask(wav, generator=torch.Generator().manual_seed(0))
+    assert time_mask.any()
+    torch.manual_seed(1)  # the Gumbel noise and the negatives
+    output = model(wav, time_mask=time_mask, images=images)
+    torch.manual_seed(1)
+    masked = model.audio(wav, time_mask=time_mask, output_hidden_states=True)
+    assert output.ssl is not None and output.ssl.num_masked == int(time_mask.sum())
+    assert torch.equal(output.ssl.losses["ssl/contrastive"], masked.losses["ssl/contrastive"])
+    hidden = masked.hidden_states[model.tap_layer]
+    reference = margin_info_nce(
+        unit(model.audio_head(hidden, None)), model.embed_images(images), torch.arange(2),
+        margin=model.grounding_config.margin, logit_scale=model.logit_scale(),
+    )  # fmt: skip
+    assert output.losses["vg/audio_to_image"].item() == pytest.approx(
+        reference.audio_to_image.item(), rel=1e-5
+    )
+    unmasked = model(wav, mask=False, images=images)  # evaluation and mask=False: the unmasked pass
+    assert unmasked.ssl is None
+    assert unmasked.losses["vg/audio_to_image"].item() != pytest.approx(reference.audio_to_image.item())
+
+
 def test_the_tapped_layer_defaults_to_two_thirds_of_the_depth_and_must_exist() -> None:
     assert GroundingConfig().resolved_tap_layer(ModelConfig(layers=12)) == 8  # FaST-VGS+: 8 of 12
+    assert GroundingConfig(tap_fraction=0.5).resolved_tap_layer(ModelConfig(layers=4)) == 2
+    assert GroundingConfig(tap_fraction=0.0).resolved_tap_layer(ModelConfig(layers=4)) == 1  # never the input
+    assert GroundingConfig(tap_fraction=1.0).resolved_tap_layer(ModelConfig(layers=3)) == 3
     assert GroundingConfig(tap_layer=4).resolved_tap_layer(ModelConfig(layers=4)) == 4
     with pytest.raises(GroundingConfigError, match="tap_layer=5 does not exist in a model with 4 layers"):
         GroundingConfig(tap_layer=5).resolved_tap_layer(ModelConfig(layers=4))

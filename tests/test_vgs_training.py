@@ -44,6 +44,7 @@ from vgssl.train.data import Item, collate_batch
 from vgssl.train.gradients import (
     CAPTION_SSL_STREAM,
     GROUNDING_STREAM,
+    MASK_STREAM_OFFSET,
     SSL_STREAM,
     grounded_gradients,
     micro_batch_seed,
@@ -156,13 +157,21 @@ def caption_batch(rng: np.random.Generator, image_ids: list[str]) -> object:
     return collate_captions(items)
 
 
-def test_a_grounded_step_is_the_gradient_of_the_weighted_sum_of_normalised_losses() -> None:
+def reference_mask(model: VgsModel, wav: torch.Tensor, padding: torch.Tensor, index: int, stream: int):
+    """The documented rule: a micro-batch's span mask comes from a generator of its own seed stream."""
+    seed = micro_batch_seed(3, 7, index, stream=stream + MASK_STREAM_OFFSET)
+    return model.audio.span_mask(wav, padding, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("audio_pass", ["unmasked", "masked"])
+def test_a_grounded_step_is_the_gradient_of_the_weighted_sum_of_normalised_losses(audio_pass: str) -> None:
     rng = np.random.default_rng(0)
     audio = [collate_batch([Item("a", rng.standard_normal(20_000).astype(np.float32) * 0.1)])]
     captions = [caption_batch(rng, ["p", "q", "p"]), caption_batch(rng, ["r", "s"])]
     assert captions[0].image_groups.tolist() == [0, 1, 0]
     torch.manual_seed(0)
-    model = VgsModel(ModelConfig(**TINY_MODEL), GroundingConfig(**TINY_GROUNDING))
+    grounding_config = GroundingConfig(**TINY_GROUNDING, audio_pass=audio_pass)
+    model = VgsModel(ModelConfig(**TINY_MODEL), grounding_config)
     weighting = LossWeighting(ObjectiveConfig(weights={"ssl": 0.5, "caption_ssl": 2.0, "vg": 3.0}))
     totals = grounded_gradients(
         model, weighting, audio_batches=audio, caption_batches=captions, seed=3, step=7, context=CPU,
@@ -173,36 +182,80 @@ def test_a_grounded_step_is_the_gradient_of_the_weighted_sum_of_normalised_losse
     assert totals.grounding["collapsed"] == pytest.approx(4 * math.log(1 + math.e) + math.log(1 + 2 * math.e))
     # The heads get the grounding term's gradient only; the encoder gets all three.
     head = torch.cat([p.grad.flatten() for p in model.audio_head.parameters() if p.grad is not None])
-    assert totals.grad_norms["vg/audio_head"] == pytest.approx(float(head.norm()), rel=1e-5)
-    assert {"ssl/audio_encoder", "caption_ssl/audio_encoder", "vg/audio_encoder"} <= set(totals.grad_norms)
+    caption_terms = ["caption_ssl", "vg"] if audio_pass == "unmasked" else ["caption_ssl+vg"]
+    assert totals.grad_norms[f"{caption_terms[-1]}/audio_head"] == pytest.approx(float(head.norm()), rel=1e-5)
+    assert {f"{term}/audio_encoder" for term in ["ssl", *caption_terms]} <= set(totals.grad_norms)
     assert "ssl/audio_head" not in totals.grad_norms
 
     # The same loss in one expression, with the same seeds (so the same masks and dropout).
     model.zero_grad()
     torch.manual_seed(micro_batch_seed(3, 7, 0, stream=SSL_STREAM))
-    out = model(audio[0].wav, audio[0].padding_mask)
+    mask = reference_mask(model, audio[0].wav, audio[0].padding_mask, 0, SSL_STREAM)
+    out = model(audio[0].wav, audio[0].padding_mask, time_mask=mask)
     loss = 0.5 * sum(out.losses.values()) / out.num_masked
-    sums, counts = [], []
+    sums, counts, grounding = [], [], []
     for index, batch in enumerate(captions):
         torch.manual_seed(micro_batch_seed(3, 7, index, stream=CAPTION_SSL_STREAM))
-        out = model(batch.audio.wav, batch.audio.padding_mask)
+        mask = reference_mask(model, batch.audio.wav, batch.audio.padding_mask, index, CAPTION_SSL_STREAM)
+        if audio_pass == "masked":  # one pass, both losses
+            out = model(batch.audio.wav, batch.audio.padding_mask, time_mask=mask, images=batch.images,
+                        image_groups=batch.image_groups)  # fmt: skip
+            grounding.append(sum(out.losses.values()))
+            out = out.ssl
+        else:
+            out = model(batch.audio.wav, batch.audio.padding_mask, time_mask=mask)
         sums.append(sum(out.losses.values()))
         counts.append(out.num_masked)
     loss = loss + 2.0 * sum(sums) / sum(counts)
-    grounding = []
-    for index, batch in enumerate(captions):
+    for index, batch in enumerate(captions if audio_pass == "unmasked" else []):
         torch.manual_seed(micro_batch_seed(3, 7, index, stream=GROUNDING_STREAM))
-        out = model(
-            batch.audio.wav, batch.audio.padding_mask, images=batch.images, image_groups=batch.image_groups
-        )
+        out = model(batch.audio.wav, batch.audio.padding_mask, mask=False, images=batch.images,
+                    image_groups=batch.image_groups)  # fmt: skip
         grounding.append(sum(out.losses.values()))
     loss = loss + 3.0 * sum(grounding) / 5  # five pairs
     loss.backward()
     assert totals.losses["vg"] == pytest.approx(sum(grounding).item() / 5, rel=1e-5)
+    assert totals.losses["caption_ssl"] == pytest.approx((sum(sums) / sum(counts)).item(), rel=1e-5)
     for name, parameter in model.named_parameters():
         if parameter.grad is not None:
             torch.testing.assert_close(combined[name], parameter.grad, rtol=1e-4, atol=1e-5, msg=name)
     assert set(combined) == {name for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_masked_pass_grounding_at_weight_zero_is_the_caption_ssl_step() -> None:
+    """With w_vg = 0, the one-pass phase gives the SSL-only pass's loss, statistics and encoder gradient."""
+    rng = np.random.default_rng(1)
+    captions = [caption_batch(rng, ["p", "q", "r"]), caption_batch(rng, ["s", "t"])]
+    results = {}
+    for audio_pass in ("masked", "unmasked"):
+        torch.manual_seed(0)
+        model = VgsModel(ModelConfig(**TINY_MODEL), GroundingConfig(**TINY_GROUNDING, audio_pass=audio_pass))
+        weighting = LossWeighting(ObjectiveConfig(weights={"ssl": 1.0, "caption_ssl": 1.0, "vg": 0.0}))
+        totals = grounded_gradients(
+            model, weighting, audio_batches=[], caption_batches=captions, seed=5, step=2, context=CPU,
+            autocast_dtype=None,
+        )  # fmt: skip
+        encoder = {name: p.grad.clone() for name, p in model.audio.named_parameters() if p.grad is not None}
+        results[audio_pass] = (totals, encoder)
+    (masked, masked_grads), (unmasked, unmasked_grads) = results["masked"], results["unmasked"]
+    assert masked.losses["caption_ssl"] == unmasked.losses["caption_ssl"]
+    assert masked.captions == unmasked.captions
+    assert masked_grads.keys() == unmasked_grads.keys()
+    for name, gradient in masked_grads.items():
+        torch.testing.assert_close(gradient, unmasked_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_the_alpha_form_equals_the_weighted_sum_it_replaces() -> None:
+    for alpha in (0.0, 0.1, 0.5, 1.0):
+        weighting = LossWeighting(ObjectiveConfig(weights={"alpha": alpha}))
+        explicit = LossWeighting(
+            ObjectiveConfig(weights={"ssl": 1 - alpha, "caption_ssl": 1 - alpha, "vg": alpha})
+        )
+        losses = {"ssl": 3.7, "caption_ssl": 3.9, "vg": 2.5}
+        assert {t: weighting.weight(t) for t in losses} == {t: explicit.weight(t) for t in losses}
+        assert weighting.objective_value(losses) == pytest.approx(alpha * 2.5 + (1 - alpha) * (3.7 + 3.9))
+    with pytest.raises(ValueError, match="alpha sets every weight; remove vg"):
+        ObjectiveConfig(weights={"alpha": 0.5, "vg": 0.2})
 
 
 # --- end to end ---------------------------------------------------------------------------------------------

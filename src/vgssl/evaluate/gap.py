@@ -234,12 +234,12 @@ def _language_conditions(
         conditions[key] = _Condition(
             [runs[i] for i in indices],
             float(matrix[indices].mean()),
-            _resample_seeds(run_replicates[indices], rng=rng),
+            resample_seed_means(run_replicates[indices], rng=rng),
         )
     return conditions
 
 
-def _resample_seeds(per_seed: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+def resample_seed_means(per_seed: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
     """(k, B) replicate errors of a condition's k seeds -> (B,) replicates of its mean over seeds: k seeds
     drawn with replacement per replicate, their deviations from the mean scaled by √(k / (k − 1))."""
     seeds, replicates = per_seed.shape

@@ -1,8 +1,10 @@
 """The audio grounding branch and the speech–image contrastive loss (FaST-VGS+'s coarse matching).
 
-`AudioGroundingHead` pools one hidden layer of the SSL encoder — computed on UNMASKED audio — into one
-vector: a small pre-LN transformer over the frames with a learned CLS token (FaST-VGS+), or attention
-pooling (one learned score per frame). Padding frames never contribute.
+`AudioGroundingHead` pools one hidden layer of the SSL encoder (of the unmasked pass, or of the masked SSL
+pass: `GroundingConfig.audio_pass`) into one vector: optional stride-2 residual convolutions (FaST-VGS+'s
+ResDAVEnet layers between the tap and the pooler), then a small pre-LN transformer over the frames with a
+learned CLS token (FaST-VGS+), or attention pooling (one learned score per frame). Padding frames never
+contribute.
 
 `margin_info_nce` is the symmetric margin-InfoNCE loss over the in-batch pairs. On the scale of its margin:
 FaST-VGS+ scores a pair by the raw dot product of two unnormalised 768-d vectors and subtracts the margin
@@ -47,10 +49,12 @@ class AudioGroundingHead(nn.Module):
         layers: int,
         heads: int,
         dropout: float,
+        conv_layers: int = 0,
     ) -> None:
         super().__init__()
         self.pooling = pooling
         self.input = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim))
+        self.downsample = nn.ModuleList(DownsamplingBlock(out_dim) for _ in range(conv_layers))
         if pooling == "cls":
             self.cls_token = nn.Parameter(torch.randn(out_dim) * 0.02)
             self.blocks = nn.ModuleList(
@@ -73,6 +77,8 @@ class AudioGroundingHead(nn.Module):
     def forward(self, hidden: Tensor, padding_mask: Tensor | None) -> Tensor:
         """`padding_mask` (B, T): True = padding frame; None when no utterance is padded."""
         x = self.input(hidden)
+        for block in self.downsample:
+            x, padding_mask = block(x, padding_mask)
         if self.pooling == "cls":
             batch = x.shape[0]
             x = torch.cat([self.cls_token.to(x.dtype).expand(batch, 1, -1), x], dim=1)
@@ -89,6 +95,26 @@ class AudioGroundingHead(nn.Module):
             weights = F.softmax(scores, dim=-1).to(x.dtype)
             pooled = torch.einsum("bt,btd->bd", weights, x)
         return self.output(pooled)
+
+
+class DownsamplingBlock(nn.Module):
+    """(B, T, D) -> (B, ceil(T / 2), D): x[::2] + Conv(k=3, stride 2)(GELU(LayerNorm(x))).
+
+    Output frame t reads input frames 2t − 1 … 2t + 1 and is padding when input frame 2t is, so a padded
+    utterance gives the frames it gives alone.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv1d(dim, dim, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        h = F.gelu(self.norm(x))
+        if padding_mask is not None:  # padding reads as the zeros past the end of an unpadded utterance
+            h = h.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        y = x[:, ::2] + self.conv(h.transpose(1, 2)).transpose(1, 2)
+        return y, None if padding_mask is None else padding_mask[:, ::2]
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
     forward without images (audio-only or caption batch):
         wav -> Wav2Vec2 (masked) -> "ssl/contrastive", "ssl/diversity"
-    forward with images (caption batch):
+    forward with images (caption batch), `audio_pass: unmasked`:
         wav -> Wav2Vec2 (unmasked) -> hidden_states[tap_layer] -> grounding head -> unit vector -┐
         image -> image encoder (CNN on pixels, or MLP on precomputed features) -> unit vector ---┴->
         margin-InfoNCE over the in-batch pairs (of all ranks) -> "vg/audio_to_image", "vg/image_to_audio"
+    forward with images, `audio_pass: masked` (FaST-VGS+: one pass serves both losses):
+        wav -> Wav2Vec2 (masked) -> "ssl/..." losses, and hidden_states[tap_layer] -> grounding head -> ...
 
 Everything goes through `forward`, so a DDP wrapper sees every pass. Losses are sums, like the SSL losses:
 the trainer divides the "vg/..." sums by the global number of pairs.
@@ -44,8 +46,16 @@ class GroundingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # hidden_states index (0 = input to block 1). None: two thirds of the depth, as FaST-VGS+'s 8 of 12.
+    # hidden_states index (0 = input to block 1). None: round(tap_fraction · layers), at least 1; the
+    # default fraction is FaST-VGS+'s 8 of 12.
     tap_layer: int | None = Field(default=None, ge=0)
+    tap_fraction: float = Field(default=2 / 3, ge=0.0, le=1.0)
+    # Which forward pass the branch reads on a caption batch with images: `masked` is the caption SSL
+    # loss's own pass (one forward for both losses, as FaST-VGS+); `unmasked`, a second forward of its own.
+    audio_pass: Literal["masked", "unmasked"] = "unmasked"
+    # Stride-2 residual convolutions above the tap, below the pooler (FaST-VGS+'s ResDAVEnet layers):
+    # each halves the frame rate the pooler reads.
+    conv_layers: int = Field(default=0, ge=0)
     pooling: Literal["cls", "attention"] = "cls"
     pool_layers: int = Field(default=1, ge=1)  # transformer layers of the CLS pooler
     pool_heads: int = Field(default=4, ge=1)
@@ -80,7 +90,7 @@ class GroundingConfig(BaseModel):
     def resolved_tap_layer(self, model: ModelConfig) -> int:
         """The hidden-state index tapped in a model with `model.layers` blocks."""
         if self.tap_layer is None:
-            return max(1, round(2 * model.layers / 3))
+            return max(1, round(self.tap_fraction * model.layers))
         if self.tap_layer > model.layers:
             raise GroundingConfigError(
                 f"grounding.tap_layer={self.tap_layer} does not exist in a model with {model.layers} layers "
@@ -104,6 +114,8 @@ class GroundingOutput:
     num_pairs: Tensor  # int count of caption–image pairs in this batch
     # Detached scalars: "vg/accuracy_audio_to_image", "vg/accuracy_image_to_audio", "vg/temperature".
     stats: dict[str, Tensor]
+    # `audio_pass: masked`: the SSL output of the masked pass the branch read (its "ssl/..." losses).
+    ssl: Wav2Vec2Output | None = None
 
 
 class VgsModel(nn.Module):
@@ -119,6 +131,7 @@ class VgsModel(nn.Module):
             layers=grounding.pool_layers,
             heads=grounding.pool_heads,
             dropout=grounding.dropout,
+            conv_layers=grounding.conv_layers,
         )
         self.image_encoder: ConvImageEncoder | FeatureImageEncoder
         if grounding.image_input == "pixels":
@@ -151,6 +164,7 @@ class VgsModel(nn.Module):
         padding_mask: Tensor | None = None,
         *,
         mask: bool = True,
+        time_mask: Tensor | None = None,
         images: Tensor | None = None,
         image_groups: Tensor | None = None,
         global_image_groups: bool = False,
@@ -158,17 +172,24 @@ class VgsModel(nn.Module):
         """Without images: the SSL forward of the audio encoder (`Wav2Vec2.forward`).
 
         With images (B, 3, H, W) pixels or (B, D) / (B, R, D) features, one per caption, and `image_groups`
-        (B,) ints equal for captions of the same image (None: all images distinct): the grounding loss on
-        unmasked audio; `mask` is then ignored. With `grounding.gather_negatives` under DDP, the negatives
-        are every rank's pairs and every rank must make this call; the losses stay sums over this rank's
-        pairs. `global_image_groups`: the ids name images across ranks (equal on two ranks = one image);
-        False: they are per batch, so captions on different ranks are never taken for the same image.
+        (B,) ints equal for captions of the same image (None: all images distinct): the grounding loss.
+        With `audio_pass: masked` and `mask`, the branch reads the masked pass (`time_mask`, or drawn), whose
+        SSL output comes back as `.ssl`; otherwise an unmasked pass of its own. With
+        `grounding.gather_negatives` under DDP, the negatives are every rank's pairs and every rank must
+        make this call; the losses stay sums over this rank's pairs. `global_image_groups`: the ids name
+        images across ranks (equal on two ranks = one image); False: they are per batch, so captions on
+        different ranks are never taken for the same image.
         """
         if images is None:
-            return self.audio(wav, padding_mask, mask=mask)
+            return self.audio(wav, padding_mask, mask=mask, time_mask=time_mask)
         if image_groups is None:
             image_groups = torch.arange(wav.shape[0], device=wav.device)
-        audio = self.embed_audio(wav, padding_mask)
+        ssl = None
+        if mask and self.grounding_config.audio_pass == "masked":
+            ssl = self.audio(wav, padding_mask, mask=True, time_mask=time_mask, output_hidden_states=True)
+            audio = self._pool(ssl)
+        else:
+            audio = self.embed_audio(wav, padding_mask)
         image = self.embed_images(images)
         scale = self.logit_scale()
         result = margin_info_nce(
@@ -189,12 +210,15 @@ class VgsModel(nn.Module):
                 "vg/accuracy_image_to_audio": result.correct_image_to_audio.float() / num_pairs,
                 "vg/temperature": (1.0 / scale).detach(),
             },
+            ssl=ssl,
         )
 
     def embed_audio(self, wav: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """(B, N) waveforms -> (B, joint_dim) unit vectors, from the tapped layer of the unmasked encoder."""
-        output = self.audio(wav, padding_mask, mask=False, output_hidden_states=True)
-        assert output.hidden_states is not None  # asked for above
+        return self._pool(self.audio(wav, padding_mask, mask=False, output_hidden_states=True))
+
+    def _pool(self, output: Wav2Vec2Output) -> Tensor:
+        assert output.hidden_states is not None  # the callers ask for them
         frame_padding = output.frame_padding_mask
         if frame_padding is not None and not bool(frame_padding.any()):
             frame_padding = None

@@ -91,9 +91,14 @@ class Wav2Vec2(nn.Module):
         padding_mask: Tensor | None = None,
         *,
         mask: bool = True,
+        time_mask: Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> Wav2Vec2Output:
-        """wav (B, N) at 16 kHz; padding_mask (B, N) True = padding (right-padded). mask=False: no losses."""
+        """wav (B, N) at 16 kHz; padding_mask (B, N) True = padding (right-padded). mask=False: no losses.
+
+        `time_mask` (B, T) bool, True = masked: the spans to mask, as `span_mask` draws them (the trainer
+        draws them itself to know the masked count before the forward); None: drawn here from the global RNG.
+        """
         num_samples = None
         if padding_mask is not None:
             wav = wav.masked_fill(padding_mask, 0.0)
@@ -113,15 +118,13 @@ class Wav2Vec2(nn.Module):
 
         features = self.feature_norm(features)  # the quantizer's input: unmasked, unprojected
         x = self.feature_dropout(self.feature_projection(features))
-        time_mask = None
         if mask:
-            time_mask = compute_span_mask(
-                frame_lengths,
-                num_frames,
-                mask_prob=self.config.mask_prob,
-                mask_length=self.config.mask_length,
-                min_masks=self.config.min_masks,
-            ).to(wav.device)
+            if time_mask is None:
+                time_mask = self._span_mask(frame_lengths, num_frames)
+            elif time_mask.shape != (batch, num_frames):
+                expected = (batch, num_frames)
+                raise ValueError(f"time_mask has shape {tuple(time_mask.shape)}, expected {expected}")
+            time_mask = time_mask.to(wav.device)
             x = torch.where(time_mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
         has_padding = frame_padding is not None and bool(frame_padding.any())
@@ -133,8 +136,9 @@ class Wav2Vec2(nn.Module):
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             frame_padding_mask=frame_padding,
         )
-        if time_mask is None:
+        if not mask:
             return output
+        assert time_mask is not None  # drawn or given above
 
         masked_counts = time_mask.sum(1)
         num_masked = masked_counts.sum()
@@ -164,6 +168,28 @@ class Wav2Vec2(nn.Module):
             "ssl/fraction_masked": num_masked.float() / frame_lengths.sum(),
         }
         return output
+
+    def span_mask(
+        self, wav: Tensor, padding_mask: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The (B, T) span mask `forward` would draw for this batch, drawn from `generator` (CPU)."""
+        batch, width = wav.shape
+        num_frames = int(self.frame_lengths(torch.tensor(width)))
+        full = torch.full((batch,), width)
+        num_samples = full if padding_mask is None else (~padding_mask).sum(-1).cpu()
+        return self._span_mask(self.frame_lengths(num_samples), num_frames, generator=generator)
+
+    def _span_mask(
+        self, frame_lengths: Tensor, num_frames: int, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return compute_span_mask(
+            frame_lengths,
+            num_frames,
+            mask_prob=self.config.mask_prob,
+            mask_length=self.config.mask_length,
+            min_masks=self.config.min_masks,
+            generator=generator,
+        )
 
     @torch.no_grad()
     def encode(self, wav: Tensor, padding_mask: Tensor | None = None) -> tuple[list[Tensor], Tensor]:

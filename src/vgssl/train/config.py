@@ -171,9 +171,28 @@ class CaptionDataConfig(_Section):
 
 
 class LossWeights(_Section):
+    """The fixed weights w_ssl, w_cap, w_vg; or the α form of Khorrami et al. (2023),
+    L = α · L_vg + (1 − α) · L_ssl, which sets w_vg = α and w_ssl = w_cap = 1 − α."""
+
     ssl: NonNegativeFloat = 1.0  # L_ssl on the audio-only batch
     caption_ssl: NonNegativeFloat = 1.0  # L_ssl on the (masked) caption batch
     vg: NonNegativeFloat = 1.0  # the speech–image contrastive loss
+    alpha: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LossWeights:
+        explicit = self.model_fields_set & {"ssl", "caption_ssl", "vg"}
+        if self.alpha is not None and explicit:
+            raise ValueError(
+                f"weights.alpha sets every weight; remove {', '.join(sorted(explicit))} or remove alpha"
+            )
+        return self
+
+    def resolved(self) -> dict[str, float]:
+        """{"ssl": w_ssl, "caption_ssl": w_cap, "vg": w_vg}, the α form expanded."""
+        if self.alpha is None:
+            return {"ssl": self.ssl, "caption_ssl": self.caption_ssl, "vg": self.vg}
+        return {"ssl": 1.0 - self.alpha, "caption_ssl": 1.0 - self.alpha, "vg": self.alpha}
 
 
 class ObjectiveConfig(_Section):

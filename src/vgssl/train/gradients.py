@@ -19,7 +19,9 @@ Its totals include the loss sum the batch would have if every embedding were the
 
 A grounded step runs up to three phases — SSL on the audio-only batches, SSL on the caption batches, grounding
 on the caption batches — each normalised by its own global count, and `grounded_gradients` adds their
-gradients with the weights of `LossWeighting`:
+gradients with the weights of `LossWeighting`. With `grounding.audio_pass: masked` the last two are one
+phase (FaST-VGS+: the grounding branch reads the caption SSL loss's masked pass), whose single backward
+carries both weighted terms:
 
     L = w_ssl · L_ssl(audio-only) + w_cap · L_ssl(captions) + w_vg · L_vg
 
@@ -42,6 +44,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vgssl.errors import VgsslError
+from vgssl.model.vgs import GroundingConfig, GroundingOutput
+from vgssl.model.wav2vec2 import Wav2Vec2, Wav2Vec2Output
 from vgssl.train.captions import CaptionBatch
 from vgssl.train.collapse import collapsed_loss_sum
 from vgssl.train.data import Batch
@@ -50,6 +54,9 @@ from vgssl.train.objective import LossWeighting, Term
 
 # Seed streams: each kind of forward pass draws its own random numbers for the same (step, micro-batch).
 SSL_STREAM, VALID_STREAM, CAPTION_SSL_STREAM, GROUNDING_STREAM = 0, 1, 2, 3
+# A training pass's span mask comes from a generator of its own (stream + MASK_STREAM_OFFSET), so it does
+# not depend on what else the pass draws and can be drawn before the forward.
+MASK_STREAM_OFFSET = 100
 
 # Each phase's statistics, summed over micro-batches and all-reduced together, in this order; every phase
 # also counts PHASE_COUNTS.
@@ -113,28 +120,60 @@ def accumulate_gradients(
     every rank if any rank saw a non-finite loss, before the gradients are used.
     """
 
-    def forward(network: nn.Module, batch: Batch, _: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(network: nn.Module, batch: Batch, index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         output = network(
             batch.wav.to(context.device, non_blocking=True),
             batch.padding_mask.to(context.device, non_blocking=True),
             mask=True,
+            time_mask=draw_span_mask(
+                model, batch, index, seed=seed, step=step, stream=stream, context=context
+            ),
         )
-        statistics = [
-            output.losses["ssl/contrastive"].detach(),
-            output.losses["ssl/diversity"].detach(),
-            output.num_masked,
-            output.stats["ssl/accuracy"].double() * output.num_masked,
-            output.stats["ssl/code_perplexity"],
-            output.stats["ssl/prob_perplexity"],
-            output.stats["ssl/temperature"],
-            output.stats["ssl/fraction_masked"],
-        ]
-        return sum(output.losses.values()), statistics
+        return sum(output.losses.values()), _ssl_statistics(output)
 
     return _accumulate(
         model, micro_batches, forward, SSL_STATISTICS, "num_masked", audio_of=lambda batch: batch,
         seed=seed, step=step, stream=stream, context=context, autocast_dtype=autocast_dtype,
     )  # fmt: skip
+
+
+def draw_span_mask(
+    model: nn.Module,
+    batch: Batch,
+    index: int,
+    *,
+    seed: int,
+    step: int,
+    stream: int,
+    context: DistributedContext,
+) -> torch.Tensor:
+    """The span mask of micro-batch `index` of this rank: a pure function of (seed, step, stream, its
+    global index) and the batch's lengths."""
+    global_index = index * context.world_size + context.rank
+    stream += MASK_STREAM_OFFSET
+    generator = torch.Generator().manual_seed(micro_batch_seed(seed, step, global_index, stream=stream))
+    return _audio_encoder(model).span_mask(batch.wav, batch.padding_mask, generator=generator)
+
+
+def _audio_encoder(model: nn.Module) -> Wav2Vec2:
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    encoder = getattr(module, "audio", module)
+    assert isinstance(encoder, Wav2Vec2)  # an SSL model, or a VGS+ model's audio encoder
+    return encoder
+
+
+def _ssl_statistics(output: Wav2Vec2Output) -> list[torch.Tensor]:
+    """A masked pass's statistics, in `SSL_STATISTICS` order."""
+    return [
+        output.losses["ssl/contrastive"].detach(),
+        output.losses["ssl/diversity"].detach(),
+        output.num_masked,
+        output.stats["ssl/accuracy"].double() * output.num_masked,
+        output.stats["ssl/code_perplexity"],
+        output.stats["ssl/prob_perplexity"],
+        output.stats["ssl/temperature"],
+        output.stats["ssl/fraction_masked"],
+    ]
 
 
 def accumulate_grounding_gradients(
@@ -164,22 +203,13 @@ def accumulate_grounding_gradients(
         output = network(
             batch.audio.wav.to(context.device, non_blocking=True),
             batch.audio.padding_mask.to(context.device, non_blocking=True),
+            mask=False,
             images=batch.images.to(context.device, non_blocking=True),
             image_groups=batch.image_groups.to(context.device, non_blocking=True),
         )
-        pairs = output.num_pairs.double()
-        collapsed = collapsed_loss_sum(
-            batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
+        statistics = _grounding_statistics(
+            output, batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
         )
-        statistics = [
-            output.losses["vg/audio_to_image"].detach(),
-            output.losses["vg/image_to_audio"].detach(),
-            pairs,
-            output.stats["vg/accuracy_audio_to_image"].double() * pairs,
-            output.stats["vg/accuracy_image_to_audio"].double() * pairs,
-            output.stats["vg/temperature"],
-            torch.tensor(collapsed, dtype=torch.float64),
-        ]
         return sum(output.losses.values()), statistics
 
     return _accumulate(
@@ -188,12 +218,90 @@ def accumulate_grounding_gradients(
     )  # fmt: skip
 
 
+def accumulate_joint_gradients(
+    model: nn.Module,
+    micro_batches: Sequence[CaptionBatch],
+    *,
+    caption_weight: float,
+    vg_weight: float,
+    seed: int,
+    step: int,
+    context: DistributedContext,
+    autocast_dtype: torch.dtype | None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The masked-pass phase (`grounding.audio_pass: masked`): one masked forward per caption micro-batch
+    serves the caption SSL loss and the grounding loss, and its backward carries
+    w_cap · L_ssl(captions) + w_vg · L_vg, each normalised by its global count.
+
+    Both counts must be known before the first backward: the span masks are drawn first (from the same
+    generators as the caption SSL phase's) and the masked and pair counts all-reduced once. With w_vg = 0
+    this is the caption SSL phase (times w_cap), random numbers included. Returns the (caption SSL,
+    grounding) totals, as `accumulate_gradients` and `accumulate_grounding_gradients` return them.
+    """
+    margin, negatives_from_all_ranks = _grounding_options(model)
+    masks = [
+        draw_span_mask(
+            model, batch.audio, index, seed=seed, step=step, stream=CAPTION_SSL_STREAM, context=context
+        )
+        for index, batch in enumerate(micro_batches)
+    ]
+    pair_counts = torch.tensor([len(batch.image_groups) for batch in micro_batches], dtype=torch.float64)
+    local = torch.tensor([float(sum(int(mask.sum()) for mask in masks)), float(pair_counts.sum())])
+    global_masked, global_pairs = all_reduce_sum(local.double().to(context.device), context).cpu().tolist()
+    if negatives_from_all_ranks and context.is_distributed:
+        pair_counts = all_reduce_sum(pair_counts.to(context.device), context).cpu()
+    ssl_scale = caption_weight * context.world_size / max(global_masked, 1.0)
+    vg_scale = vg_weight * context.world_size / max(global_pairs, 1.0)
+
+    def forward(
+        network: nn.Module, batch: CaptionBatch, index: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        output = network(
+            batch.audio.wav.to(context.device, non_blocking=True),
+            batch.audio.padding_mask.to(context.device, non_blocking=True),
+            time_mask=masks[index],
+            images=batch.images.to(context.device, non_blocking=True),
+            image_groups=batch.image_groups.to(context.device, non_blocking=True),
+        )
+        assert output.ssl is not None  # audio_pass: masked, checked by the caller
+        loss = ssl_scale * sum(output.ssl.losses.values()) + vg_scale * sum(output.losses.values())
+        return loss, _ssl_statistics(output.ssl) + _grounding_statistics(
+            output, batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
+        )
+
+    names = [f"ssl:{name}" for name in SSL_STATISTICS] + [f"vg:{name}" for name in GROUNDING_STATISTICS]
+    summed = _accumulate(
+        model, micro_batches, forward, names, None, audio_of=lambda batch: batch.audio,
+        seed=seed, step=step, stream=CAPTION_SSL_STREAM, context=context, autocast_dtype=autocast_dtype,
+    )  # fmt: skip
+    counts = {name: summed[name] for name in PHASE_COUNTS}
+    ssl = {name: summed[f"ssl:{name}"] for name in SSL_STATISTICS} | counts
+    grounding = {name: summed[f"vg:{name}"] for name in GROUNDING_STATISTICS} | counts
+    return ssl, grounding
+
+
+def _grounding_statistics(output: GroundingOutput, image_groups: torch.Tensor, *, margin: float,
+                          total_pairs: int) -> list[torch.Tensor]:  # fmt: skip
+    """A grounding pass's statistics, in `GROUNDING_STATISTICS` order."""
+    pairs = output.num_pairs.double()
+    collapsed = collapsed_loss_sum(image_groups, margin=margin, total_pairs=total_pairs)
+    return [
+        output.losses["vg/audio_to_image"].detach(),
+        output.losses["vg/image_to_audio"].detach(),
+        pairs,
+        output.stats["vg/accuracy_audio_to_image"].double() * pairs,
+        output.stats["vg/accuracy_image_to_audio"].double() * pairs,
+        output.stats["vg/temperature"],
+        torch.tensor(collapsed, dtype=torch.float64),
+    ]
+
+
 def _accumulate[M: (Batch, CaptionBatch)](
     model: nn.Module,
     micro_batches: Sequence[M],
     forward: Forward[M],
     names: Sequence[str],
-    normaliser: str,
+    normaliser: str | None,
     *,
     audio_of: Callable[[M], Batch],
     seed: int,
@@ -206,7 +314,8 @@ def _accumulate[M: (Batch, CaptionBatch)](
     sum (DDP synchronises on the last only); one all-reduce of the statistics and `PHASE_COUNTS`; a
     non-finite loss anywhere refused on every rank; gradients scaled by world_size / the global
     `normaliser`: DDP's average of sums becomes the sum over all micro-batches divided by the global count
-    (one big batch's loss for the terms that are sums over frames or pairs)."""
+    (one big batch's loss for the terms that are sums over frames or pairs). `normaliser` None: the
+    forward's losses are normalised already."""
     totals = torch.zeros(len(names) + len(PHASE_COUNTS), dtype=torch.float64)
     non_finite_ids: list[str] = []
     for index, batch in enumerate(micro_batches):
@@ -230,19 +339,25 @@ def _accumulate[M: (Batch, CaptionBatch)](
     totals = all_reduce_sum(totals.to(context.device), context)
     summed = dict(zip([*names, *PHASE_COUNTS], totals.cpu().tolist(), strict=True))
     _refuse_non_finite(summed["non_finite"], non_finite_ids, step=step, context=context)
-    _scale_gradients(model, context.world_size / max(summed[normaliser], 1.0))
+    if normaliser is not None:
+        _scale_gradients(model, context.world_size / max(summed[normaliser], 1.0))
     return summed
 
 
 def _grounding_options(model: nn.Module) -> tuple[float, bool]:
     """The (margin, negatives gathered from all ranks) of a VGS+ model, unwrapped from DDP."""
+    config = _grounding_config(model)
+    return float(config.margin), bool(config.gather_negatives)
+
+
+def _grounding_config(model: nn.Module) -> GroundingConfig:
     module = model.module if isinstance(model, DistributedDataParallel) else model
     config = getattr(module, "grounding_config", None)
     if config is None:
         raise GroundingPhaseError(
             f"a grounding phase needs a VGS+ model (with a grounding_config), got {type(module).__name__}"
         )
-    return float(config.margin), bool(config.gather_negatives)
+    return config
 
 
 def _refuse_non_finite(count: float, ids: list[str], *, step: int, context: DistributedContext) -> None:
@@ -313,8 +428,7 @@ def grounded_gradients(
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     weighted: list[torch.Tensor | None] = [None] * len(parameters)
 
-    def add_phase(term: Term) -> None:
-        weight = weighting.weight(term)
+    def add_phase(name: str, weight: float) -> None:
         squares: dict[int, torch.Tensor] = {}
         for index, parameter in enumerate(parameters):
             if parameter.grad is None:
@@ -330,26 +444,35 @@ def grounded_gradients(
         for part, part_parameters in (measure or {}).items():
             found = [squares[id(p)] for p in part_parameters if id(p) in squares]
             if found:
-                result.grad_norms[f"{term}/{part}"] = float(torch.stack(found).sum().sqrt())
+                result.grad_norms[f"{name}/{part}"] = float(torch.stack(found).sum().sqrt())
 
     result = GroundedTotals()
     common = {"seed": seed, "step": step, "context": context, "autocast_dtype": autocast_dtype}
     if audio_batches:
         result.audio = accumulate_gradients(model, audio_batches, stream=SSL_STREAM, **common)
         result.losses["ssl"] = ssl_loss(result.audio)
-        add_phase("ssl")
+        add_phase("ssl", weighting.weight("ssl"))
     if caption_batches:
-        caption_audio = [batch.audio for batch in caption_batches]
-        result.captions = accumulate_gradients(model, caption_audio, stream=CAPTION_SSL_STREAM, **common)
-        result.losses["caption_ssl"] = ssl_loss(result.captions)
-        add_phase("caption_ssl")
         with_images = [batch.images.numel() > 0 for batch in caption_batches]
         if any(with_images) != all(with_images):
             raise GroundingPhaseError("a step mixes caption batches with and without images; this is a bug")
-        if all(with_images):
-            result.grounding = accumulate_grounding_gradients(model, caption_batches, **common)
+        if all(with_images) and _grounding_config(model).audio_pass == "masked":
+            result.captions, result.grounding = accumulate_joint_gradients(
+                model, caption_batches, caption_weight=weighting.weight("caption_ssl"),
+                vg_weight=weighting.weight("vg"), **common,
+            )  # fmt: skip
+            result.losses["caption_ssl"] = ssl_loss(result.captions)
             result.losses["vg"] = grounding_loss(result.grounding)
-            add_phase("vg")
+            add_phase("caption_ssl+vg", 1.0)  # weighted in the phase: one backward carries both
+        else:
+            caption_audio = [batch.audio for batch in caption_batches]
+            result.captions = accumulate_gradients(model, caption_audio, stream=CAPTION_SSL_STREAM, **common)
+            result.losses["caption_ssl"] = ssl_loss(result.captions)
+            add_phase("caption_ssl", weighting.weight("caption_ssl"))
+            if all(with_images):
+                result.grounding = accumulate_grounding_gradients(model, caption_batches, **common)
+                result.losses["vg"] = grounding_loss(result.grounding)
+                add_phase("vg", weighting.weight("vg"))
     for parameter, gradient in zip(parameters, weighted, strict=True):
         parameter.grad = gradient
     weighting.set_gradients(result.losses)

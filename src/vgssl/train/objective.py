@@ -60,7 +60,8 @@ class LossWeighting(nn.Module):
 
     def __init__(self, objective: ObjectiveConfig) -> None:
         super().__init__()
-        self.fixed = {term: float(getattr(objective.weights, term)) for term in TERMS}
+        weights = objective.weights.resolved()
+        self.fixed = {term: float(weights[term]) for term in TERMS}
         self.adaptive = objective.weighting == "uncertainty"
         self.log_variances = nn.ParameterDict(
             {term: nn.Parameter(torch.zeros(())) for term in TERMS} if self.adaptive else {}
