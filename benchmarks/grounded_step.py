@@ -7,7 +7,11 @@ Every step goes through the trainer's `grounded_gradients` and an AdamW update:
 * audio  — an audio-only step: SSL loss on an audio batch (`--batch` × `--seconds` of speech-like audio);
 * joint  — the same audio batch plus a caption batch (`--pairs` captions × `--caption-seconds`, each with
   its image): SSL on the audio batch, SSL on the masked captions, speech–image loss on the unmasked captions;
-* captions — a caption-only step (what `interleave` runs on its caption steps).
+* captions — a caption-only step (what `interleave` runs on its caption steps), the grounding branch on an
+  unmasked pass of its own (`grounding.audio_pass: unmasked`);
+* captions-masked — the same step with the branch on the caption SSL loss's masked pass (`audio_pass:
+  masked`, FaST-VGS+: one forward for both losses);
+* control — the caption step of the caption-speech control (SSL-A): the captions' SSL loss alone.
 
 Each variant runs in its own subprocess, so peaks are measured separately; the variants take turns for
 `--rounds` rounds, so that a shared machine's changing load hits them alike, and each reports the median of
@@ -20,6 +24,8 @@ batches exist, is printed too.
                                                  [--steps 3] [--rounds 2] [--device cpu|cuda]
 Last line: RESULT time_ratio=<joint / audio> memory_ratio=<joint / audio peak RSS (GPU: peak allocated)>
 captions_time_ratio=<captions / audio> step_memory_ratio=<joint / audio RSS above the set-up baseline>
+masked_over_unmasked=<captions-masked / captions> unmasked_over_control=<captions / control>
+masked_over_control=<captions-masked / control>
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 import torch
 
 SAMPLE_RATE = 16_000
-VARIANTS = ("audio", "joint", "captions")
+VARIANTS = ("audio", "joint", "captions", "captions-masked", "control")
 
 
 def speech_like(rows: int, seconds: float, rng: np.random.Generator) -> torch.Tensor:
@@ -73,7 +79,7 @@ def measure(variant: str, args: argparse.Namespace) -> dict[str, float]:
     device = torch.device(args.device)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    grounding = GroundingConfig()
+    grounding = GroundingConfig(audio_pass="masked" if variant == "captions-masked" else "unmasked")
     model = VgsModel(ModelConfig(), grounding).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     weighting = LossWeighting(ObjectiveConfig())
@@ -83,11 +89,13 @@ def measure(variant: str, args: argparse.Namespace) -> dict[str, float]:
         padding = torch.zeros_like(wav, dtype=torch.bool)
         return Batch(wav=wav, padding_mask=padding, utt_ids=[""] * len(wav), problems=[])
 
-    audio = [batch(speech_like(args.batch, args.seconds, rng))] if variant != "captions" else []
+    audio = [batch(speech_like(args.batch, args.seconds, rng))] if variant in ("audio", "joint") else []
     captions = []
     if variant != "audio":
         size = grounding.image_size
         images = torch.randn(args.pairs, 3, size, size, generator=torch.Generator().manual_seed(0))
+        if variant == "control":  # captions heard without their images: no grounding phase
+            images = torch.empty(0)
         captions = [
             CaptionBatch(
                 audio=batch(speech_like(args.pairs, args.caption_seconds, rng)),
@@ -182,19 +190,26 @@ def main() -> None:
         f"caption batch {args.pairs} × {args.caption_seconds:g} s + images"
     )
     gpu = "peak_gpu_gib" in results["audio"]
-    header = f"{'step':<10} {'s/step':>8} {'peak RSS GiB':>13} {'step RSS GiB':>13}"
+    header = f"{'step':<16} {'s/step':>8} {'peak RSS GiB':>13} {'step RSS GiB':>13}"
     print(header + (f" {'peak GPU GiB':>13}" if gpu else "") + f" {'loss':>8}")
     for variant, r in results.items():
-        line = f"{variant:<10} {r['seconds_per_step']:>8.3f} {r['peak_rss_gib']:>13.2f}"
+        line = f"{variant:<16} {r['seconds_per_step']:>8.3f} {r['peak_rss_gib']:>13.2f}"
         line += f" {r['step_rss_gib']:>13.2f}" + (f" {r['peak_gpu_gib']:>13.2f}" if gpu else "")
         print(line + f" {r['loss']:>8.3f}")
     audio, joint = results["audio"], results["joint"]
+
+    def per_step(variant: str) -> float:
+        return results[variant]["seconds_per_step"]
+
     memory_key = "peak_gpu_gib" if gpu else "peak_rss_gib"
     print(
         f"RESULT time_ratio={joint['seconds_per_step'] / audio['seconds_per_step']:.2f} "
         f"memory_ratio={joint[memory_key] / audio[memory_key]:.2f} "
         f"captions_time_ratio={results['captions']['seconds_per_step'] / audio['seconds_per_step']:.2f} "
-        f"step_memory_ratio={joint['step_rss_gib'] / max(audio['step_rss_gib'], 1e-9):.2f}"
+        f"step_memory_ratio={joint['step_rss_gib'] / max(audio['step_rss_gib'], 1e-9):.2f} "
+        f"masked_over_unmasked={per_step('captions-masked') / per_step('captions'):.2f} "
+        f"unmasked_over_control={per_step('captions') / per_step('control'):.2f} "
+        f"masked_over_control={per_step('captions-masked') / per_step('control'):.2f}"
     )
 
 

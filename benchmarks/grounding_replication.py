@@ -15,8 +15,9 @@ changed only where the setting demands:
 * seeds `--seeds` (default 0 1 2), two runs at a time on one thread each (`--parallel`).
 
 Each model is measured as the study measures one: phone ABX on triphone items, within context, across and
-within speaker, at the layer chosen on the VALID items (test error reported at that layer), and test
-speech→image R@10 for the grounded ones. Intervals: a paired hierarchical bootstrap (resample the seeds of
+within speaker, each at the layer chosen on its VALID items (test error reported at that layer; valid
+within-speaker has few cells on the built-in corpus, so read its layers with care), and test speech→image
+R@10 for the grounded ones. Intervals: a paired hierarchical bootstrap (resample the seeds of
 each model, then the phone-pair cells shared by all models; `vgssl.evaluate.gap`'s method).
 
     .venv/bin/python benchmarks/grounding_replication.py --corpus demo-out/corpus --out replication/
@@ -107,9 +108,8 @@ def run_one(study: Path, corpus: Path, out: Path, name: str, objective: str, ove
             "cells": measured["cells"][speaker][layer],
         }
     metrics = last_metrics(run)
-    result["final"] = {
-        k: metrics.get(k) for k in ("step", "contrastive", "accuracy", "vg_loss", "vg_collapsed_loss")
-    }
+    keys = ("step", "caption_contrastive", "caption_accuracy", "vg_loss", "vg_collapsed_loss")
+    result["final"] = {k: metrics.get(k) for k in keys}
     if objective == "vgs+":
         result["r10"], result["chance_r10"] = retrieval_r10(run, corpus, language, out)
     done.write_text(json.dumps(result, indent=1))
