@@ -22,6 +22,8 @@ each model, then the phone-pair cells shared by all models; `vgssl.evaluate.gap`
 
     .venv/bin/python benchmarks/grounding_replication.py --corpus demo-out/corpus --out replication/
 
+Also prints each model's error on the test cells grouped by how often the pair's rarer phone occurs in the
+training captions' speech (OUT/replication_exposure.md): grounding can only teach what captions say.
 Finished runs are skipped on a rerun. Writes OUT/replication.{json,csv,md}; the last line is
 RESULT w2v2_across=… grounded_across=… vgsplus_across=… grounded_minus_w2v2=… lo=… hi=…
 (errors in %; vgsplus is `--vgsplus`, default alpha0.5; the difference is grounded − w2v2 across speaker,
@@ -132,6 +134,38 @@ def interval(
     return out
 
 
+def caption_phone_counts(corpus: Path, language: str) -> dict[str, int]:
+    """How often each phone occurs in the training captions' speech (the only speech grounding hears)."""
+    counts: dict[str, int] = {}
+    with (corpus / "alignments" / f"{language}_train.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            utterance = json.loads(line)
+            if utterance.get("kind") == "caption":
+                for _, _, phone in utterance["phones"]:
+                    counts[phone] = counts.get(phone, 0) + 1
+    return counts
+
+
+def exposure_table(results: list[dict], models: list[str], counts: dict[str, int]) -> list[str]:
+    """Across-speaker error per model (mean over seeds) on the test cells grouped by how often the rarer
+    phone of the pair occurs in caption speech: does grounding help the phones it hears most?"""
+    bins = [(0, 0, "never"), (1, 499, "1-499"), (500, 1999, "500-1999"), (2000, 10**9, ">=2000")]
+    cell_errors = {}
+    for model in models:
+        runs = [r["across"]["cells"] for r in results if r["model"] == model]
+        shared = set.intersection(*(set(cells) for cells in runs))
+        cell_errors[model] = {cell: float(np.mean([cells[cell] for cells in runs])) for cell in shared}
+    shared = set.intersection(*(set(errors) for errors in cell_errors.values()))
+    lines = ["| rarer phone's count in caption speech | cells | " + " | ".join(models) + " |",
+             "|---|---|" + "---|" * len(models)]  # fmt: skip
+    for low, high, label in bins:
+        cells = [c for c in shared if low <= min(counts.get(p, 0) for p in c.split("|")) <= high]
+        if cells:
+            means = [f"{np.mean([cell_errors[m][c] for c in cells]):.2f}" for m in models]
+            lines.append(f"| {label} | {len(cells)} | " + " | ".join(means) + " |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +221,10 @@ def main() -> int:
     lines = write_tables(rows, columns, args.out / "replication")
     (args.out / "replication.json").write_text(json.dumps({"rows": rows, "runs": results}, indent=1))
     print("\n".join(lines))
+    exposure = exposure_table(results, names, caption_phone_counts(args.corpus, args.language))
+    (args.out / "replication_exposure.md").write_text("\n".join(exposure) + "\n")
+    print("\nacross-speaker error by how often the cell's phones occur in caption speech (test, seed mean)")
+    print("\n".join(exposure))
     print(f"wall {time.perf_counter() - start:.0f} s")
     mean = {row["model"]: row["across_mean"] for row in rows}
     if {"w2v2", "grounded"} <= set(names):
