@@ -73,7 +73,7 @@ def measure(variant: str, args: argparse.Namespace) -> dict[str, float]:
     from vgssl.train.config import ObjectiveConfig
     from vgssl.train.data import Batch
     from vgssl.train.distributed import DistributedContext
-    from vgssl.train.gradients import grounded_gradients
+    from vgssl.train.grounded_step import grounded_gradients
     from vgssl.train.objective import LossWeighting
 
     device = torch.device(args.device)

@@ -46,9 +46,9 @@ from vgssl.train.gradients import (
     GROUNDING_STREAM,
     MASK_STREAM_OFFSET,
     SSL_STREAM,
-    grounded_gradients,
     micro_batch_seed,
 )
+from vgssl.train.grounded_step import grounded_gradients
 from vgssl.train.loop import Trainer
 from vgssl.train.metrics import read_metrics
 from vgssl.train.mixture import Utterance

@@ -53,7 +53,8 @@ from vgssl.train.distributed import (
     teardown_distributed,
     wrap_for_ddp,
 )
-from vgssl.train.gradients import NonFiniteLossError, accumulate_gradients, grounded_gradients
+from vgssl.train.gradients import NonFiniteLossError, accumulate_gradients
+from vgssl.train.grounded_step import grounded_gradients
 from vgssl.train.logs import LOGGER, log_to_run_dir
 from vgssl.train.metrics import (
     IntervalMeans,

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from vgssl.atomic import atomic_write_text
 from vgssl.audio.frames import SAMPLE_RATE
-from vgssl.train.gradients import GroundedTotals, collapsed_grounding_loss
+from vgssl.train.gradients import collapsed_grounding_loss
+from vgssl.train.grounded_step import GroundedTotals
 from vgssl.train.objective import TERMS, LossWeighting, StepKind
 
 METRICS_FILE = "metrics.jsonl"
