@@ -15,7 +15,10 @@ A grounding phase does the same with the speech–image loss on caption batches 
 the global number of caption–image pairs. Negatives are the other pairs of the same micro-batch: on this
 rank, or on every rank when the model gathers them (`grounding.gather_negatives`).
 Its totals include the loss sum the batch would have if every embedding were the same
-(`vgssl.train.collapse.collapsed_loss_sum`), so the trainer can log and guard the collapsed value.
+(`vgssl.train.collapse.collapsed_loss_sum`), so the trainer can log and guard the collapsed value. The joint
+phase (`grounding.audio_pass: masked`) runs both on one masked pass per caption micro-batch; its span masks
+are drawn before the forwards, so both global counts are known before the first backward.
+`vgssl.train.grounded_step` adds the phases of a grounded step with their weights.
 """
 
 from __future__ import annotations
