@@ -188,13 +188,7 @@ def accumulate_grounding_gradients(
     def forward(
         network: nn.Module, batch: CaptionBatch, index: int
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        output = network(
-            batch.audio.wav.to(context.device, non_blocking=True),
-            batch.audio.padding_mask.to(context.device, non_blocking=True),
-            mask=False,
-            images=batch.images.to(context.device, non_blocking=True),
-            image_groups=batch.image_groups.to(context.device, non_blocking=True),
-        )
+        output = _caption_forward(network, batch, context, mask=False)
         statistics = _grounding_statistics(
             output, batch.image_groups, margin=margin, total_pairs=round(float(pair_counts[index]))
         )
@@ -244,13 +238,7 @@ def accumulate_joint_gradients(
     def forward(
         network: nn.Module, batch: CaptionBatch, index: int
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        output = network(
-            batch.audio.wav.to(context.device, non_blocking=True),
-            batch.audio.padding_mask.to(context.device, non_blocking=True),
-            time_mask=masks[index],
-            images=batch.images.to(context.device, non_blocking=True),
-            image_groups=batch.image_groups.to(context.device, non_blocking=True),
-        )
+        output = _caption_forward(network, batch, context, time_mask=masks[index])
         assert output.ssl is not None  # audio_pass: masked, checked by the caller
         loss = ssl_scale * sum(output.ssl.losses.values()) + vg_scale * sum(output.losses.values())
         return loss, _ssl_statistics(output.ssl) + _grounding_statistics(
@@ -266,6 +254,19 @@ def accumulate_joint_gradients(
     ssl = {name: summed[f"ssl:{name}"] for name in SSL_STATISTICS} | counts
     grounding = {name: summed[f"vg:{name}"] for name in GROUNDING_STATISTICS} | counts
     return ssl, grounding
+
+
+def _caption_forward(
+    network: nn.Module, batch: CaptionBatch, context: DistributedContext, **options: object
+) -> GroundingOutput:
+    """A VGS+ model's forward of one caption micro-batch with its images, on the context's device."""
+    return network(
+        batch.audio.wav.to(context.device, non_blocking=True),
+        batch.audio.padding_mask.to(context.device, non_blocking=True),
+        images=batch.images.to(context.device, non_blocking=True),
+        image_groups=batch.image_groups.to(context.device, non_blocking=True),
+        **options,
+    )
 
 
 def _grounding_statistics(output: GroundingOutput, image_groups: torch.Tensor, *, margin: float,
